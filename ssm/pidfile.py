@@ -1,0 +1,88 @@
+"""Pidfiles that a crash cannot leave blocking the next start.
+
+A pidfile naming a live process means "already running" and refuses the start with
+a clear line; one naming a dead process (left by ``kill -9`` or a power cut) is
+replaced. The file is created with O_EXCL so two starting copies cannot both win.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Optional
+
+from ssm.cli import FatalError
+
+
+def read_pid(path: str) -> Optional[int]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return int(handle.read().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+class PidFile:
+    """Context manager: ``with PidFile(path): ...`` holds the pidfile for the block."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self._owned = False
+
+    def acquire(self) -> None:
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise FatalError(f"cannot create pidfile directory {directory}: {exc.strerror}") from None
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = read_pid(self.path)
+                if pid and pid != os.getpid() and pid_alive(pid):
+                    raise FatalError(
+                        f"already running: pidfile {self.path} belongs to live process {pid}"
+                    ) from None
+                # Stale (dead process or unreadable): replace it.
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            except OSError as exc:
+                raise FatalError(f"cannot create pidfile {self.path}: {exc.strerror}") from None
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()}\n")
+            self._owned = True
+            return
+        raise FatalError(f"cannot take pidfile {self.path}: another process keeps replacing it")
+
+    def rewrite(self) -> None:
+        """Record the current PID (after daemonising changed it)."""
+        if self._owned:
+            with open(self.path, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        if self._owned and read_pid(self.path) == os.getpid():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self._owned = False
+
+    def __enter__(self) -> PidFile:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
