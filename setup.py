@@ -22,11 +22,9 @@ setup(
         "python-daemon>=3.0",
         "ldap3>=2.9",
         "dirq>=1.8",
-        # GOCDB answers are parsed from the network (apelauth); defusedxml refuses
-        # entity-expansion and external-entity tricks the stdlib parser accepts.
-        "defusedxml>=0.7",
-        # Messages arrive from remote sites; defusedxml refuses entity expansion,
-        # external entities and DTDs when parsing CAR/StAR XML (billion laughs, XXE).
+        # GOCDB answers (apelauth) and CAR/StAR messages from remote sites are parsed
+        # from the network; defusedxml refuses entity-expansion, external-entity and
+        # DTD tricks the stdlib parser accepts.
         "defusedxml>=0.7",
     ],
     entry_points={
