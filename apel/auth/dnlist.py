@@ -1,0 +1,202 @@
+"""The allowed-DN list: which DNs are valid, how the sources merge, and safe replacement.
+
+The file is read by the SSM receiver (``ssm.md`` §8): one DN per line in the OpenSSL
+slash form; the receiver skips blank and ``#`` lines and compares DNs exactly. A bad
+file has two failure modes, and each has a guard here:
+
+* too few DNs: every site whose DN is missing has its accounting refused. So an empty
+  list, or one that shrank by more than ``max_shrink`` of the current file, is not
+  written unless forced;
+* a damaged file: the receiver may read it at any moment, so the new list is written
+  to a temporary file in the same directory, synced, and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+from apel.auth.exceptions import DNFileError, UnsafeListError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SHRINK = 0.5
+FILE_MODE = 0o644  # the receiver runs as another user and must read it
+
+
+def dn_problem(dn: str) -> Optional[str]:
+    """Why ``dn`` is not a valid DN for the list, or None when it is.
+
+    The rules of retrieve_dns's verify_dn (``server.md`` §3): it starts with ``/``,
+    it has at least two components, and no component ends with ``", "``. Added here:
+    no control characters (an embedded newline would smuggle a second line into the
+    file) and no empty component (``//`` or a trailing ``/`` is never a real DN).
+    """
+    if not dn.startswith("/"):
+        return "does not start with '/'"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in dn):
+        return "contains a control character"
+    parts = dn.split("/")
+    if len(parts) <= 2:
+        return "has fewer than two components"
+    if any(part == "" for part in parts[1:]):
+        return "has an empty component"
+    if any(part.endswith(", ") for part in parts):
+        return "has a component ending with ', '"
+    return None
+
+
+def read_list_file(path: Optional[str], what: str) -> list[str]:
+    """The DN lines of an operator's file (``extra-dns``, ``banned-dns``), stripped.
+
+    Blank and ``#`` lines are dropped. A file that does not exist is treated as empty
+    with a warning, as retrieve_dns did, since many installations never created them.
+    A file that exists but cannot be read stops the run: silently ignoring a banned
+    list would let banned hosts back in.
+    """
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        log.warning("%s file %s does not exist; using no %s DNs", what, path, what)
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DNFileError(f"cannot read the {what} file {path}: {_reason(exc)}") from None
+    entries = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            log.debug("%s file %s: comment skipped: %s", what, path, line)
+            continue
+        entries.append(line)
+    return entries
+
+
+def count_current(path: str) -> Optional[int]:
+    """How many distinct DNs the receiver finds in the current file; None if there is none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DNFileError(f"cannot read the current DN file {path}: {_reason(exc)}") from None
+    return len({line.strip() for line in lines if line.strip().startswith("/")})
+
+
+@dataclass
+class DNList:
+    """The merged list and how it was made, for the run's log line."""
+
+    dns: list[str] = field(default_factory=list)
+    from_gocdb: int = 0
+    from_extra: int = 0
+    banned: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+
+
+def build_list(gocdb_dns: list[str], extra_dns: list[str], banned_dns: list[str]) -> DNList:
+    """GOCDB DNs then extra DNs, minus banned ones and invalid ones, without duplicates.
+
+    Order is kept (first occurrence wins). Duplicates are dropped, unlike retrieve_dns:
+    the receiver compares against a set, and a list of distinct DNs makes the shrink
+    guard count hosts rather than GOCDB entries. Each invalid DN is warned about by name.
+    """
+    banned = set(banned_dns)
+    result = DNList()
+    seen: set[str] = set()
+    for source, dns in (("GOCDB", gocdb_dns), ("extra-dns", extra_dns)):
+        for raw in dns:
+            dn = raw.strip()
+            if dn in banned:
+                log.info("Banned DN from %s removed: %s", source, dn)
+                result.banned += 1
+                continue
+            problem = dn_problem(dn)
+            if problem is not None:
+                log.warning("Invalid DN from %s skipped (%s): %r", source, problem, dn)
+                result.invalid += 1
+                continue
+            if dn in seen:
+                result.duplicates += 1
+                continue
+            seen.add(dn)
+            result.dns.append(dn)
+            if source == "GOCDB":
+                result.from_gocdb += 1
+            else:
+                result.from_extra += 1
+    return result
+
+
+def check_safe(new_count: int, current_count: Optional[int], max_shrink: float) -> None:
+    """Refuse (UnsafeListError) an empty list, or one that lost more than ``max_shrink``.
+
+    ``current_count`` is the number of DNs in the file now (None: no file, so only the
+    empty check applies). ``max_shrink`` is a fraction: 0.5 refuses losing over half.
+    """
+    if new_count == 0:
+        raise UnsafeListError("refusing to write an empty DN list (use --force to override)")
+    if current_count:
+        lost = (current_count - new_count) / current_count
+        if lost > max_shrink:
+            raise UnsafeListError(
+                f"refusing to shrink the DN list from {current_count} to {new_count} DNs "
+                f"({lost:.0%} fewer, max_shrink = {max_shrink:g}); use --force to override"
+            )
+
+
+def write_atomic(path: str, dns: list[str]) -> None:
+    """Replace ``path`` with one DN per line, so that a reader sees the old or the new file.
+
+    The temporary file is in the same directory (rename is atomic only within one
+    file system), gets mode 0644 whatever the umask, is synced before the rename, and
+    the directory is synced after it so the rename survives a crash.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    content = "".join(f"{dn}\n" for dn in dns).encode("utf-8")
+    try:
+        fd, temp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise DNFileError(f"cannot create a temporary file in {directory}: {_reason(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)
+            os.fsync(handle.fileno())
+        os.replace(temp_path, path)
+    except OSError as exc:
+        try:
+            os.unlink(temp_path)
+        except OSError:
+            pass
+        raise DNFileError(f"cannot write the DN file {path}: {_reason(exc)}") from None
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the rename itself is done
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

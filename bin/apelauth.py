@@ -1,0 +1,115 @@
+"""``apelauth``: refresh the allowed-DN file of the SSM receiver from GOCDB (cron job).
+
+Replaces ``retrieve_dns``. This module only reads the command line and auth.cfg; the
+work is in ``apel.auth``. Exit 0 when the file was replaced, 1 with one line on stderr
+when it was not (the current file is then left exactly as it was).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Optional
+
+import apel
+from apel.auth import AuthError, AuthSettings, refresh_dn_file
+from apel.auth.dnlist import DEFAULT_MAX_SHRINK
+from apel.auth.gocdb import (
+    DEFAULT_GOCDB_URL,
+    DEFAULT_MAX_PAGE_BYTES,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_TIMEOUT,
+    check_url,
+)
+from ssm.cli import FatalError, make_parser, run, warn_deprecated
+from ssm.config import ConfigFile
+from ssm.logs import setup_logging
+
+PROG = "apelauth"
+CONFIG_DEFAULT = "/etc/apel/auth.cfg"
+SECTION = "auth"
+DEFAULT_ALLOWED_DNS = "/etc/apel/dns"
+
+log = logging.getLogger(PROG)
+
+
+def _path(config: ConfigFile, option: str, default: Optional[str]) -> Optional[str]:
+    """A path option with environment variables expanded and normalised, as retrieve_dns did."""
+    raw = config.get(SECTION, option, default)
+    if not raw:
+        return None
+    return os.path.abspath(os.path.normpath(os.path.expandvars(raw)))
+
+
+def _fraction(config: ConfigFile, option: str, default: float) -> float:
+    value = config.getfloat(SECTION, option, default)
+    if not 0.0 <= value <= 1.0:
+        raise config.error(SECTION, option, f"{value:g} is not a fraction between 0 and 1")
+    return value
+
+
+def _positive(config: ConfigFile, option: str, default: float, allow_zero: bool = False) -> float:
+    value = config.getfloat(SECTION, option, default)
+    if value < 0 or (value == 0 and not allow_zero) or value != value:  # NaN fails too
+        raise config.error(SECTION, option, f"{value:g} must be {'0 or more' if allow_zero else 'above 0'}")
+    return value
+
+
+def read_settings(config: ConfigFile) -> AuthSettings:
+    """The [auth] options of auth.cfg, checked; ConfigError names the option at fault."""
+    gocdb_url = config.get(SECTION, "gocdb_url", DEFAULT_GOCDB_URL) or DEFAULT_GOCDB_URL
+    try:
+        check_url(gocdb_url)
+    except ValueError as exc:
+        raise config.error(SECTION, "gocdb_url", str(exc)) from None
+    allowed = _path(config, "allowed-dns", DEFAULT_ALLOWED_DNS)
+    if allowed is None:
+        raise config.error(SECTION, "allowed-dns", "must name the DN file to write")
+    return AuthSettings(
+        allowed_dns=allowed,
+        gocdb_url=gocdb_url,
+        extra_dns=_path(config, "extra-dns", None),
+        banned_dns=_path(config, "banned-dns", None),
+        proxy=config.get(SECTION, "proxy", "") or None,
+        expire_hours=_positive(config, "expire_hours", 0.0, allow_zero=True),
+        max_shrink=_fraction(config, "max_shrink", DEFAULT_MAX_SHRINK),
+        timeout=_positive(config, "timeout", DEFAULT_TIMEOUT),
+        max_pages=config.getint(SECTION, "max_pages", DEFAULT_MAX_PAGES, minimum=1),
+        max_page_bytes=config.getint(SECTION, "max_page_bytes", DEFAULT_MAX_PAGE_BYTES, minimum=1024),
+    )
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    parser = make_parser(
+        PROG,
+        "Write the allowed-DN file of the SSM receiver from the GOCDB list of APEL hosts.",
+        f"APEL {apel.__version__}",
+        CONFIG_DEFAULT,
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="write the list even if it is empty or shrank by more than max_shrink, "
+        "or, after a failed fetch past expire_hours, from the pages that arrived",
+    )
+    args = parser.parse_args(argv)
+    config = ConfigFile(args.config)
+    setup_logging(config)
+    warn_deprecated(args)
+    settings = read_settings(config)
+    log.info("Starting %s (APEL %s) with %s", PROG, apel.__version__, config.path)
+    try:
+        report = refresh_dn_file(settings, force=args.force)
+    except AuthError as exc:
+        raise FatalError(f"DN file not updated: {exc}") from None
+    log.info("%s finished: %d DNs in %s", PROG, report.written, report.path)
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run(lambda: _main(sys.argv[1:]), PROG)
+
+
+if __name__ == "__main__":
+    main()
