@@ -1,0 +1,365 @@
+"""The loader service: messages from the ``incoming`` dirq queue into a backend.
+
+For each element of ``<msgpath>/incoming`` (``server.md`` §2): lock it (skip it if
+another loader holds it), read it, parse the whole message, write all its records
+in one transaction, then remove it. What can go wrong, and what happens:
+
+- the message is invalid (``InvalidMessage``) or the database refuses its data
+  (``StorageError``): the message goes to ``reject`` with ``error = "Parsing
+  unsuccessful: <reason>"``, nothing of it is written;
+- the database is unreachable, lost, deadlocked (``DatabaseUnavailable``): the
+  message is unlocked and stays in ``incoming``; the loader backs off (1 s
+  doubling up to ``backoff_max``) and retries. A good message is never rejected
+  because of the database (``server.md`` §11 d);
+- anything else (a bug): the message is rejected with the exception text and the
+  loop goes on (§11 a). If the database turns out to be unreachable right after,
+  the message is kept instead, since the failure may not have been its fault.
+
+Crash safety: the commit happens before the element is removed, and the reject or
+accept copy is fsynced before it is removed too. After ``kill -9`` the element is
+still in ``incoming`` (its lock is released at the next start, see
+``queues.LoaderRegistry``) and loading it again is harmless because every write
+replaces by primary key.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from apel.db.backend import Backend, DatabaseUnavailable, StorageError
+from apel.records.model import InvalidMessage, ParsedMessage
+from apel.services.queues import (
+    ACCEPT_SCHEMA,
+    INCOMING_SCHEMA,
+    REJECT_SCHEMA,
+    LoaderRegistry,
+    LockKeeper,
+    add_durably,
+    monotonic_ms,
+    open_queue,
+    purge_quietly,
+    read_element_leniently,
+)
+
+log = logging.getLogger("apel.loader")
+
+REJECT_PREFIX = "Parsing unsuccessful: "
+# Exit codes of a ``--once`` run (documented in conf/loader.cfg and the README).
+EXIT_OK = 0  # every queued message was loaded
+EXIT_UNAVAILABLE = 1  # the database stayed unreachable: messages are left in incoming
+EXIT_REJECTED = 2  # the queue was emptied, but at least one message went to reject
+# Housekeeping (purge, stale-lock recovery) runs at least this often when idle.
+HOUSEKEEPING_PERIOD = 60.0
+
+
+@dataclass
+class LoaderSettings:
+    """``[loader]`` options of loader.cfg, already validated."""
+
+    msgpath: str
+    interval: float = 5.0
+    save_messages: bool = False
+    lock_timeout: float = 60.0  # a lock older than this belongs to a dead loader
+    backoff_max: float = 60.0
+    backoff_initial: float = 1.0
+
+
+class Outcome(enum.Enum):
+    LOADED = "loaded"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"  # locked by another loader, or gone
+
+
+@dataclass
+class PassResult:
+    """What one pass over ``incoming`` did."""
+
+    loaded: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    records: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.loaded + self.rejected
+
+
+class _KeepMessages(Exception):
+    """Stop the pass: the database (or a queue directory) cannot be used right now."""
+
+    def __init__(self, why: str, name: Optional[str] = None, what: str = "database unavailable") -> None:
+        super().__init__(why)
+        self.why = why
+        self.name = name
+        self.what = what
+
+
+def _default_parser() -> Callable[[str], ParsedMessage]:
+    from apel.records import parse_message
+
+    return parse_message
+
+
+class Loader:
+    """One loader process's view of the queues and its database connection."""
+
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        backend: Backend,
+        parse: Optional[Callable[[str], ParsedMessage]] = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._parse = parse or _default_parser()
+        self._connected = False
+        self._last_housekeeping = 0.0
+        self.reopen_logs_requested = threading.Event()
+        base = settings.msgpath.rstrip("/")
+        self.incoming = open_queue(f"{base}/incoming", INCOMING_SCHEMA)
+        self.reject = open_queue(f"{base}/reject", REJECT_SCHEMA)
+        self.accept = open_queue(f"{base}/accept", ACCEPT_SCHEMA) if settings.save_messages else None
+        self._registry = LoaderRegistry(base)
+        self._keeper = LockKeeper(self.incoming, settings.lock_timeout)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the connection, the registry lock and the lock keeper."""
+        self._keeper.close()
+        self._registry.close()
+        self._disconnect()
+
+    def run_forever(self, stop: threading.Event) -> int:
+        """The daemon: pass after pass, ``interval`` seconds apart, until ``stop``."""
+        log.info("Loader started on %s (pid file held, %s)", self.settings.msgpath, self.backend.name)
+        self._housekeeping(force=True)
+        while not stop.is_set():
+            self._maybe_reopen_logs()
+            result = self._drain(stop, give_up=False)
+            if result is not None:
+                self._housekeeping(force=result.handled > 0 or result.skipped > 0)
+            stop.wait(self.settings.interval)
+        log.info("Loader stopped")
+        return EXIT_OK
+
+    def run_once(self, stop: threading.Event) -> int:
+        """``--once``: one pass over what is queued; the exit code says how it went."""
+        self._housekeeping(force=True)
+        result = self._drain(stop, give_up=True)
+        if result is None:
+            if stop.is_set():
+                return EXIT_OK
+            log.error("Database still unavailable: giving up, messages stay in incoming")
+            return EXIT_UNAVAILABLE
+        self._housekeeping(force=result.handled > 0)
+        return EXIT_REJECTED if result.rejected else EXIT_OK
+
+    def request_log_reopen(self) -> None:
+        """SIGHUP: reopen log files at the next safe point (after logrotate)."""
+        self.reopen_logs_requested.set()
+
+    # -- passes and back-off ------------------------------------------------------
+
+    def _drain(self, stop: threading.Event, give_up: bool) -> Optional[PassResult]:
+        """One complete pass, retrying with back-off while the database is away.
+
+        Returns None when stopped, or (``give_up``) when the database is still
+        unavailable after a wait of ``backoff_max``.
+        """
+        delay = self.settings.backoff_initial
+        outage_started: Optional[float] = None
+        while not stop.is_set():
+            try:
+                self._ensure_connected()
+                if outage_started is not None:
+                    log.info("database available again after %.0f s", time.monotonic() - outage_started)
+                    outage_started = None
+                result = self.one_pass(stop)
+            except _KeepMessages as exc:
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                if give_up and delay > self.settings.backoff_max:
+                    return None
+                wait = min(delay, self.settings.backoff_max)
+                kept = f"message {exc.name} kept" if exc.name else "messages stay in incoming"
+                log.warning("%s: %s; %s, retrying in %g s", exc.what, exc.why, kept, wait)
+                stop.wait(wait)
+                delay = wait * 2 if wait < self.settings.backoff_max else self.settings.backoff_max * 2
+                continue
+            return result
+        return None
+
+    def one_pass(self, stop: threading.Event) -> PassResult:
+        """Visit every element of ``incoming`` once (stopping early on ``stop``)."""
+        result = PassResult()
+        started = time.perf_counter()
+        name = self.incoming.first()
+        while name and not stop.is_set():
+            outcome, records = self.process(name)
+            if outcome is Outcome.LOADED:
+                result.loaded += 1
+                result.records += records
+            elif outcome is Outcome.REJECTED:
+                result.rejected += 1
+            else:
+                result.skipped += 1
+            name = self.incoming.next()
+        if result.handled:
+            seconds = max(time.perf_counter() - started, 1e-9)
+            log.info(
+                "Pass done: %d messages loaded (%d records, %.0f records/s), %d rejected, %d skipped",
+                result.loaded, result.records, result.records / seconds, result.rejected, result.skipped,
+            )
+        return result
+
+    # -- one message --------------------------------------------------------------
+
+    def process(self, name: str) -> tuple[Outcome, int]:
+        """Lock, read, parse, load and remove one element; return (outcome, records)."""
+        try:
+            if not self.incoming.lock(name):
+                return Outcome.SKIPPED, 0
+        except OSError as exc:
+            log.warning("Cannot lock %s: %s", name, exc)
+            return Outcome.SKIPPED, 0
+        self._keeper.hold(name)
+        try:
+            return self._process_locked(name)
+        finally:
+            self._keeper.hold(None)
+
+    def _process_locked(self, name: str) -> tuple[Outcome, int]:
+        started = time.perf_counter()
+        try:
+            element = self.incoming.get(name)
+        except Exception as exc:  # a field missing or not UTF-8: the element is unusable
+            element = read_element_leniently(self.incoming, name)
+            return self._reject(name, element, f"unreadable queue element: {exc}"), 0
+        signer = element.get("signer", "")
+        try:
+            message = self._parse(element["body"])
+        except InvalidMessage as exc:
+            return self._reject(name, element, f"{REJECT_PREFIX}{exc}"), 0
+        except Exception as exc:
+            log.exception("Unexpected error parsing %s", name)
+            return self._reject(name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"), 0
+        try:
+            count = self.backend.load_message(message, signer)
+        except DatabaseUnavailable as exc:
+            self._keep(name)
+            self._disconnect()
+            raise _KeepMessages(str(exc), name) from None
+        except StorageError as exc:
+            return self._reject(name, element, f"{REJECT_PREFIX}{exc}"), 0
+        except (ConnectionError, TimeoutError) as exc:  # a socket failure is never the message's fault
+            self._keep(name)
+            self._disconnect()
+            raise _KeepMessages(f"{type(exc).__name__}: {exc}", name) from None
+        except Exception as exc:
+            log.exception("Unexpected error loading %s", name)
+            # The connection's state is unknown now: start afresh. If the database is
+            # unreachable, the error may not have been the message's fault: keep it.
+            self._disconnect()
+            try:
+                self._ensure_connected()
+            except _KeepMessages as down:
+                self._keep(name)
+                raise _KeepMessages(down.why, name) from None
+            return self._reject(name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"), 0
+        try:
+            if self.accept is not None:
+                add_durably(self.accept, _without_error(element))
+            self.incoming.remove(name)
+        except OSError as exc:  # committed: keep it, loading it again is harmless
+            self._keep(name)
+            raise _KeepMessages(str(exc), name, what="cannot update the queues") from None
+        log.info(
+            "Loaded %d %s records from %s (empaid %s, %s) in %.1f ms",
+            count, message.record_type, signer, element.get("empaid", "-"), name, monotonic_ms(started),
+        )
+        return Outcome.LOADED, count
+
+    def _reject(self, name: str, element: dict, reason: str) -> Outcome:
+        data = {"body": element.get("body", ""), "error": reason}
+        for field in ("signer", "empaid"):
+            if element.get(field) is not None:
+                data[field] = element[field]
+        try:
+            add_durably(self.reject, data)
+            self.incoming.remove(name)
+        except OSError as exc:
+            self._keep(name)
+            raise _KeepMessages(str(exc), name, what="cannot write to the reject queue") from None
+        log.warning(
+            "Rejected message %s from %s (empaid %s): %s",
+            name, element.get("signer", "-"), element.get("empaid", "-"), reason,
+        )
+        return Outcome.REJECTED
+
+    def _keep(self, name: str) -> None:
+        try:
+            self.incoming.unlock(name, permissive=True)
+        except OSError as exc:
+            log.warning("Cannot unlock %s (purge will): %s", name, exc)
+
+    # -- database connection ------------------------------------------------------
+
+    def _ensure_connected(self) -> None:
+        if self._connected:
+            return
+        try:
+            self.backend.connect()
+        except DatabaseUnavailable as exc:
+            raise _KeepMessages(str(exc)) from None
+        except (ConnectionError, TimeoutError) as exc:
+            raise _KeepMessages(f"{type(exc).__name__}: {exc}") from None
+        self._connected = True
+
+    def _disconnect(self) -> None:
+        self._connected = False
+        try:
+            self.backend.close()
+        except Exception as exc:  # closing a broken connection may fail; it is gone either way
+            log.debug("Closing the database connection: %s", exc)
+
+    # -- housekeeping -------------------------------------------------------------
+
+    def _housekeeping(self, force: bool) -> None:
+        """Purge the queues and release locks left by dead loaders."""
+        now = time.monotonic()
+        if not force and now - self._last_housekeeping < HOUSEKEEPING_PERIOD:
+            return
+        self._last_housekeeping = now
+        try:
+            released = self._registry.recover_if_alone(self.incoming)
+        except OSError as exc:
+            log.warning("Cannot check for stale locks: %s", exc)
+            released = 0
+        if released:
+            log.warning("Released %d locks left by a loader that is no longer running", released)
+        for queue in (self.incoming, self.reject, self.accept):
+            if queue is not None:
+                purge_quietly(queue, self.settings.lock_timeout)
+
+    def _maybe_reopen_logs(self) -> None:
+        if not self.reopen_logs_requested.is_set():
+            return
+        self.reopen_logs_requested.clear()
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()  # FileHandler reopens its file at the next record
+                finally:
+                    handler.release()
+        log.info("Log files reopened")
+
+
+def _without_error(element: dict) -> dict:
+    return {key: value for key, value in element.items() if key != "error" and value is not None}

@@ -1,0 +1,142 @@
+"""``apeldbloader``: load messages from the incoming queue into the APEL database.
+
+Arguments and configuration only; the work is in ``apel.services.loader``.
+
+    apeldbloader [-d db.cfg] [-c loader.cfg] [--foreground] [--once]
+
+``--once`` processes what is queued and exits: 0 when every message was loaded,
+2 when the queue was emptied but some messages were rejected, 1 when the database
+stayed unreachable (the messages stay in incoming) or on a configuration error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Optional
+
+import apel
+from apel.db.backend import load_backend
+from apel.services.loader import Loader, LoaderSettings
+from ssm.cli import FatalError, make_parser, run, warn_deprecated
+from ssm.config import ConfigFile
+from ssm.daemon import run_service
+from ssm.logs import LOG_FORMAT, setup_logging
+
+PROG = "apeldbloader"
+DEFAULT_CONFIG = "/etc/apel/loader.cfg"
+DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
+DB_OPTIONS = ("hostname", "port", "name", "username", "password")
+
+log = logging.getLogger("apel.loader")
+
+
+def parse_args(argv: Optional[list[str]] = None):
+    parser = make_parser(
+        PROG,
+        "Load accounting messages from the incoming queue into the database.",
+        f"APEL {apel.__version__}",
+        DEFAULT_CONFIG,
+        DEFAULT_DB_CONFIG,
+    )
+    parser.add_argument(
+        "--foreground", action="store_true",
+        help="do not detach (for systemd); log to the configured places",
+    )
+    parser.add_argument(
+        "--once", action="store_true",
+        help="process what is queued, then exit (0: all loaded, 2: some rejected, 1: database unavailable)",
+    )
+    return parser.parse_args(argv)
+
+
+def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
+    """``[loader]`` of loader.cfg: the service settings and the pidfile path."""
+    section = "loader"
+    settings = LoaderSettings(
+        msgpath=config.get(section, "msgpath", "/var/spool/apel"),
+        interval=config.getfloat(section, "interval", 5.0),
+        save_messages=config.getbool(section, "save_messages", False),
+        lock_timeout=config.getfloat(section, "lock_timeout", 60.0),
+        backoff_max=config.getfloat(section, "backoff_max", 60.0),
+    )
+    if settings.interval < 0:
+        raise config.error(section, "interval", "must not be negative")
+    if settings.lock_timeout < 1:
+        raise config.error(section, "lock_timeout", "must be at least 1 second")
+    if settings.backoff_max < 1:
+        raise config.error(section, "backoff_max", "must be at least 1 second")
+    pidfile = config.get(section, "pidfile", "/var/run/apel/loader.pid")
+    return settings, pidfile
+
+
+def read_db_settings(config: ConfigFile) -> tuple[type, dict]:
+    """``[db]`` of db.cfg: the backend class and its settings (all options, as text)."""
+    if not config.has_section("db"):
+        raise config.error("db", None, "missing section")
+    name = config.get("db", "backend", "mysql").lower()
+    try:
+        backend_class = load_backend(name)
+    except KeyError as exc:
+        raise config.error("db", "backend", str(exc.args[0])) from None
+    except ImportError as exc:
+        raise config.error("db", "backend", f"{name!r} cannot be loaded: {exc}") from None
+    settings = {option: config.get("db", option) for option in config.options("db")}
+    settings["backend"] = name
+    return backend_class, settings
+
+
+def setup_loader_logging(config: ConfigFile) -> None:
+    if config.has_section("logging"):
+        setup_logging(config)
+        return
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    loader_config = ConfigFile(args.config)
+    db_config = ConfigFile(args.db)
+    settings, pidfile = read_loader_settings(loader_config)
+    backend_class, db_settings = read_db_settings(db_config)
+    setup_loader_logging(loader_config)
+    warn_deprecated(args)
+    try:
+        os.makedirs(settings.msgpath, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise FatalError(f"cannot create msgpath {settings.msgpath}: {exc.strerror}") from None
+    if not os.access(settings.msgpath, os.W_OK | os.X_OK):
+        raise FatalError(f"msgpath {settings.msgpath} is not writable")
+
+    holder: dict = {}
+
+    def service(stop: threading.Event) -> int:
+        # Built here, after daemonising: the lock-keeper thread and the database
+        # connection must belong to the process that does the work.
+        try:
+            loader = Loader(settings, backend_class(db_settings))
+        except OSError as exc:
+            log.critical("Cannot open the queues under %s: %s", settings.msgpath, exc)
+            return 1
+        holder["loader"] = loader
+        try:
+            return loader.run_once(stop) if args.once else loader.run_forever(stop)
+        finally:
+            loader.close()
+
+    def on_reload() -> None:
+        if "loader" in holder:
+            holder["loader"].request_log_reopen()
+
+    return run_service(service, pidfile, foreground=args.foreground or args.once, on_reload=on_reload)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run(_main, PROG)
+
+
+if __name__ == "__main__":
+    main()
