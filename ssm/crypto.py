@@ -1,0 +1,1030 @@
+"""In-process S/MIME for the messenger: sign, verify, encrypt, decrypt, certificate checks.
+
+The existing SSM spawns ``openssl`` four times to verify one message and authorises
+the *first* certificate in the PKCS#7 bag, whoever signed (ssm.md §12, defect 1).
+Here everything runs in-process: ``cryptography`` builds and decrypts S/MIME, and,
+because it has no public PKCS#7 verify API, ``asn1crypto`` parses the CMS SignedData
+so the signature is checked against the certificate the SignerInfo names. That same
+certificate is the one whose chain is validated and whose DN is returned.
+
+The public functions keep the signatures of the existing SSM's crypto module so the
+sender and receiver can call them unchanged. Every failure is a ``CryptoException``
+whose text says what is wrong in terms an operator can act on.
+
+The CA directory (``capath``, OpenSSL's hashed layout: ``<hash>.N`` certificates and
+``<hash>.rN`` CRLs) is parsed once and cached; a call costs one ``stat`` of the
+directory plus one per CA or CRL file it uses, so changes (new CRLs from fetch-crl,
+even rewritten in place) are seen at the next call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import datetime as dt
+import hashlib
+import logging
+import os
+import quopri
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+log = logging.getLogger(__name__)
+
+PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+
+# Certificates must stay valid at least this long for the start-up checks (ssm.md §7.5).
+EXPIRY_MARGIN = dt.timedelta(seconds=86400)
+# A chain longer than this is refused rather than followed (loops, hostile bags).
+MAX_CHAIN_DEPTH = 10
+# Validated chains remembered per CA directory version (a bounded memo).
+MAX_CACHED_CHAINS = 1024
+# Top-level or inner MIME header blocks longer than this are not header blocks.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class CryptoException(Exception):
+    """A crypto step failed; the message says why, for the log and the reject reason."""
+
+
+# -- names -------------------------------------------------------------------------------
+
+# OpenSSL's short names, so DNs read exactly as ``openssl x509 -subject`` (compat) prints.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "street",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "title",
+    "2.5.4.13": "description",
+    "2.5.4.15": "businessCategory",
+    "2.5.4.17": "postalCode",
+    "2.5.4.18": "postOfficeBox",
+    "2.5.4.41": "name",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.45": "x500UniqueIdentifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+}
+
+
+def _slash_dn(name: x509.Name) -> str:
+    """The legacy OpenSSL ``/K=V/K=V`` form, in certificate order, unescaped (ssm.md §8).
+
+    The DN allow-list is compared by exact string, and it was written in this form.
+    """
+    parts = []
+    for rdn in name.rdns:
+        avas = []
+        for attr in rdn:
+            key = _SHORT_NAMES.get(attr.oid.dotted_string, attr.oid.dotted_string)
+            value = attr.value if isinstance(attr.value, str) else attr.value.hex()
+            avas.append(f"{key}={value}")
+        parts.append("/" + "+".join(avas))
+    return "".join(parts)
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- small file caches -------------------------------------------------------------------
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+_file_lock = threading.Lock()
+_cert_files: dict[str, tuple[tuple[int, int, int, int], x509.Certificate]] = {}
+_key_files: dict[str, tuple[tuple[int, int, int, int], PrivateKey]] = {}
+
+
+def _load_cert_file(path: str) -> x509.Certificate:
+    """The PEM certificate at ``path``, parsed once per version of the file."""
+    try:
+        key = _stat_key(path)
+    except OSError as e:
+        raise CryptoException(f"cannot read certificate {path}: {e.strerror}") from e
+    cached = _cert_files.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        with open(path, "rb") as handle:
+            cert = x509.load_pem_x509_certificate(handle.read())
+    except OSError as e:
+        raise CryptoException(f"cannot read certificate {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise CryptoException(f"{path} is not a PEM certificate: {e}") from e
+    with _file_lock:
+        _cert_files[path] = (key, cert)
+    return cert
+
+
+def _load_key_file(path: str) -> PrivateKey:
+    """The unencrypted PEM private key at ``path``, parsed (and validated) once per version."""
+    try:
+        key = _stat_key(path)
+    except OSError as e:
+        raise CryptoException(f"cannot read private key {path}: {e.strerror}") from e
+    cached = _key_files.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        with open(path, "rb") as handle:
+            private_key = serialization.load_pem_private_key(handle.read(), password=None)
+    except OSError as e:
+        raise CryptoException(f"cannot read private key {path}: {e.strerror}") from e
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise CryptoException(f"{path} is not an unencrypted PEM private key: {e}") from e
+    if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise CryptoException(f"{path}: only RSA and EC keys are supported")
+    with _file_lock:
+        _key_files[path] = (key, private_key)
+    return private_key
+
+
+# -- the CA directory --------------------------------------------------------------------
+
+_CERT_NAME = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
+_CRL_NAME = re.compile(r"^[0-9a-f]{8}\.r[0-9]+$")
+
+
+@dataclass
+class _CRL:
+    path: str
+    crl: x509.CertificateRevocationList
+    revoked: dict[int, x509.RevokedCertificate]
+    # Signature checked against these CA certificates already (by DER identity).
+    verified_by: set = field(default_factory=set)
+
+
+@dataclass
+class _CAStore:
+    """The parsed contents of one capath, indexed for chain building."""
+
+    capath: str
+    token: tuple[int, int, int, int]
+    by_subject: dict[x509.Name, list[x509.Certificate]]
+    trusted: set[x509.Certificate]
+    crls_by_issuer: dict[x509.Name, list[_CRL]]
+    # Where each trusted certificate and CRL came from, with its stat key then.
+    sources: dict[int, tuple[str, tuple[int, int, int, int]]]
+    # Chains already built (signature-checked) against this version of the directory.
+    chains: dict[tuple[x509.Certificate, tuple[x509.Certificate, ...]], list[x509.Certificate]] = field(
+        default_factory=dict
+    )
+
+    def is_fresh(self, objects: list[object]) -> bool:
+        """Whether the files the given certificates/CRLs came from are unchanged on disk."""
+        for obj in objects:
+            source = self.sources.get(id(obj))
+            if source is None:
+                continue
+            try:
+                if _stat_key(source[0]) != source[1]:
+                    return False
+            except OSError:
+                return False
+        return True
+
+
+_store_lock = threading.Lock()
+_stores: dict[str, _CAStore] = {}
+# Parsed files shared between rescans: path -> (stat key, certificates or CRL).
+_capath_files: dict[str, tuple[tuple[int, int, int, int], object]] = {}
+
+
+def _parse_capath_file(path: str, is_crl: bool) -> Optional[object]:
+    try:
+        key = _stat_key(path)
+    except OSError:
+        return None
+    cached = _capath_files.get(path)
+    if cached and cached[0] == key:
+        return cached
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if is_crl:
+            crl = x509.load_pem_x509_crl(data)
+            parsed: object = _CRL(path, crl, {r.serial_number: r for r in crl})
+        else:
+            parsed = x509.load_pem_x509_certificates(data)
+    except (OSError, ValueError) as e:
+        log.debug("Ignoring unreadable file %s in CA directory: %s", path, e)
+        return None
+    entry = (key, parsed)
+    _capath_files[path] = entry
+    return entry
+
+
+def _ca_store(capath: str, reload: bool = False) -> _CAStore:
+    """The cached store for ``capath``, rescanned when the directory changed."""
+    try:
+        token = _stat_key(capath)
+    except OSError as e:
+        raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
+    store = _stores.get(capath)
+    if store is not None and store.token == token and not reload:
+        return store
+    with _store_lock:
+        by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+        trusted: set[x509.Certificate] = set()
+        crls: dict[x509.Name, list[_CRL]] = {}
+        sources: dict[int, tuple[str, tuple[int, int, int, int]]] = {}
+        try:
+            names = sorted(os.listdir(capath))
+        except OSError as e:
+            raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
+        for name in names:
+            is_crl = bool(_CRL_NAME.match(name))
+            if not is_crl and not _CERT_NAME.match(name):
+                continue
+            path = os.path.join(capath, name)
+            entry = _parse_capath_file(path, is_crl)
+            if entry is None:
+                continue
+            key, parsed = entry
+            if isinstance(parsed, _CRL):
+                crls.setdefault(parsed.crl.issuer, []).append(parsed)
+                sources[id(parsed)] = (path, key)
+            else:
+                for cert in parsed:  # type: ignore[attr-defined]
+                    if cert not in trusted:
+                        trusted.add(cert)
+                        by_subject.setdefault(cert.subject, []).append(cert)
+                        sources[id(cert)] = (path, key)
+        store = _CAStore(capath, token, by_subject, trusted, crls, sources)
+        _stores[capath] = store
+        return store
+
+
+# -- chain validation --------------------------------------------------------------------
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _is_self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+def _ca_problem(cert: x509.Certificate, below: int) -> Optional[str]:
+    """Why ``cert`` may not issue certificates (with ``below`` CAs under it), or None."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None:
+        # Version 1 roots predate extensions; OpenSSL accepts them as trust anchors.
+        if cert.version != x509.Version.v1:
+            return "has no BasicConstraints CA:TRUE"
+    elif not bc.ca:
+        return "is not a CA (BasicConstraints CA:FALSE)"
+    elif bc.path_length is not None and below > bc.path_length:
+        return f"path length constraint {bc.path_length} exceeded"
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.key_cert_sign:
+            return "key usage does not allow certificate signing"
+    except x509.ExtensionNotFound:
+        pass
+    return None
+
+
+def _validity_problem(cert: x509.Certificate, what: str, now: dt.datetime) -> Optional[str]:
+    if now > cert.not_valid_after_utc:
+        return f"{what} expired on {_when(cert.not_valid_after_utc)}"
+    if now < cert.not_valid_before_utc:
+        return f"{what} not valid before {_when(cert.not_valid_before_utc)}"
+    return None
+
+
+def _build_chain(
+    cert: x509.Certificate, store: _CAStore, extra: list[x509.Certificate], what: str
+) -> list[x509.Certificate]:
+    """The path from ``cert`` up to a self-signed CA in capath (intermediates may come
+    from capath or from ``extra``, the message's certificate bag).
+
+    Like ``openssl verify`` without partial chains: the path must end at a self-issued
+    trusted certificate. Each link is a real signature check, so a CA with the right
+    name but another key (an impostor) never links.
+    """
+    key = (cert, tuple(c for c in extra if c is not cert))
+    cached = store.chains.get(key)
+    if cached is not None:
+        return cached
+    chain = [cert]
+    current = cert
+    while True:
+        if current in store.trusted and _is_self_issued(current):
+            if len(store.chains) >= MAX_CACHED_CHAINS:
+                store.chains.clear()
+            store.chains[key] = chain
+            return chain
+        if len(chain) > MAX_CHAIN_DEPTH:
+            raise CryptoException(f"{what} chain is longer than {MAX_CHAIN_DEPTH} certificates")
+        candidates = list(store.by_subject.get(current.issuer, ()))
+        candidates += [c for c in extra if c.subject == current.issuer and c not in candidates]
+        issuer = None
+        for candidate in candidates:
+            if candidate in chain:
+                continue
+            try:
+                current.verify_directly_issued_by(candidate)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                continue
+            issuer = candidate
+            break
+        if issuer is None:
+            if _is_self_issued(current) and current is cert:
+                raise CryptoException(
+                    f"{what} is self-signed and not a trusted CA in {store.capath}"
+                )
+            raise CryptoException(
+                f"{what} not issued by a trusted CA in {store.capath} "
+                f"(no valid issuer {_slash_dn(current.issuer)} found)"
+            )
+        problem = _ca_problem(issuer, len(chain) - 1)
+        if problem:
+            raise CryptoException(f"CA certificate {_slash_dn(issuer.subject)} {problem}")
+        chain.append(issuer)
+        current = issuer
+
+
+def _check_revocation(chain: list[x509.Certificate], store: _CAStore, what: str, now: dt.datetime) -> None:
+    """Every certificate in the chain must have a current, CA-signed CRL that does not
+    list it (``openssl verify -crl_check_all``); a missing CRL is a failure."""
+    for index, cert in enumerate(chain):
+        issuer = chain[index + 1] if index + 1 < len(chain) else cert
+        crl = _current_crl(issuer, store, now)
+        revoked = crl.revoked.get(cert.serial_number)
+        if revoked is not None:
+            label = what if index == 0 else f"CA certificate {_slash_dn(cert.subject)}"
+            raise CryptoException(
+                f"{label} revoked on {_when(revoked.revocation_date_utc)} "
+                f"(serial {cert.serial_number:#x}, CRL {crl.path})"
+            )
+
+
+def _current_crl(ca: x509.Certificate, store: _CAStore, now: dt.datetime) -> _CRL:
+    """The newest valid CRL issued by ``ca``, or a CryptoException saying why there is none."""
+    candidates = store.crls_by_issuer.get(ca.subject, [])
+    if not candidates:
+        raise CryptoException(f"no CRL for CA {_slash_dn(ca.subject)} in {store.capath} with CRL checking on")
+    reasons = []
+    best: Optional[_CRL] = None
+    for entry in candidates:
+        crl = entry.crl
+        if ca not in entry.verified_by:
+            if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+                reasons.append(f"{entry.path} is not signed by the CA")
+                continue
+            entry.verified_by.add(ca)
+        if crl.next_update_utc is not None and now > crl.next_update_utc:
+            reasons.append(f"{entry.path} expired on {_when(crl.next_update_utc)}")
+            continue
+        if crl.last_update_utc > now:
+            reasons.append(f"{entry.path} is not valid yet")
+            continue
+        if best is None or crl.last_update_utc > best.crl.last_update_utc:
+            best = entry
+    if best is None:
+        raise CryptoException(
+            f"no valid CRL for CA {_slash_dn(ca.subject)} with CRL checking on: {'; '.join(reasons)}"
+        )
+    return best
+
+
+def _validate(
+    cert: x509.Certificate,
+    capath: str,
+    check_crls: bool,
+    extra: Optional[list[x509.Certificate]] = None,
+    what: str = "certificate",
+) -> list[x509.Certificate]:
+    """Validate ``cert`` against capath (no purpose/EKU check: grid host certificates
+    lack emailProtection). Returns the chain; raises CryptoException with the reason."""
+    now = _now()
+    problem = _validity_problem(cert, what, now)
+    if problem:
+        raise CryptoException(problem)
+    store = _ca_store(capath)
+    chain = _build_chain(cert, store, extra or [], what)
+    used: list[object] = list(chain[1:])
+    if check_crls:
+        crls = [_current_crl(c, store, now) for c in chain[1:]]
+        used += crls
+    if not store.is_fresh(used):
+        # A CA or CRL file changed in place since the directory was scanned.
+        store = _ca_store(capath, reload=True)
+        chain = _build_chain(cert, store, extra or [], what)
+    for ca in chain[1:]:
+        problem = _validity_problem(ca, f"CA certificate {_slash_dn(ca.subject)}", now)
+        if problem:
+            raise CryptoException(problem)
+    if check_crls:
+        _check_revocation(chain, store, what, now)
+    return chain
+
+
+# -- MIME --------------------------------------------------------------------------------
+
+_TOKEN = re.compile(rb"^[!#-'*+.0-9A-Z^-~-]+$")
+
+
+def _split_headers(data: bytes, start: int = 0) -> Optional[tuple[dict[str, str], int]]:
+    """Parse an RFC 822 header block at ``data[start:]``.
+
+    Returns (lower-cased name -> unfolded value, offset of the body), or None when the
+    text there is not a header block followed by a blank line. Only the header lines
+    are looked at, so this is cheap even for a large body.
+    """
+    headers: dict[str, str] = {}
+    last: Optional[str] = None
+    pos = start
+    limit = min(len(data), start + MAX_HEADER_BYTES)
+    while pos < limit:
+        eol = data.find(b"\n", pos, limit)
+        if eol < 0:
+            return None
+        line = data[pos:eol]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        pos = eol + 1
+        if not line:
+            return (headers, pos) if headers else None
+        if line[:1] in (b" ", b"\t"):
+            if last is None:
+                return None
+            headers[last] += " " + line.strip().decode("utf-8", "replace")
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.match(name):
+            return None
+        last = name.decode("ascii").lower()
+        headers[last] = value.strip().decode("utf-8", "replace")
+    return None
+
+
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """``type/subtype; k=v; k="v"`` -> ("type/subtype", {k: v}) with lower-case keys."""
+    main, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        key = rest[i:eq].strip(" \t;").lower()
+        i = eq + 1
+        while i < len(rest) and rest[i] in " \t":
+            i += 1
+        if i < len(rest) and rest[i] == '"':
+            j = i + 1
+            chars = []
+            while j < len(rest) and rest[j] != '"':
+                if rest[j] == "\\" and j + 1 < len(rest):
+                    j += 1
+                chars.append(rest[j])
+                j += 1
+            params[key] = "".join(chars)
+            semi = rest.find(";", j)
+        else:
+            semi = rest.find(";", i)
+            params[key] = (rest[i:] if semi < 0 else rest[i:semi]).strip()
+        i = len(rest) if semi < 0 else semi + 1
+    return main.strip().lower(), params
+
+
+def _top_level(data: bytes) -> tuple[str, dict[str, str], dict[str, str], int]:
+    parsed = _split_headers(data)
+    if parsed is None or "content-type" not in parsed[0]:
+        raise CryptoException("not an S/MIME message: no MIME header with a Content-Type")
+    headers, body = parsed
+    mime_type, params = _parse_content_type(headers["content-type"])
+    return mime_type, params, headers, body
+
+
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
+_ENVELOPED_DATA_OID = bytes.fromhex("06092a864886f70d010703")
+
+
+def _pkcs7_kind(params: dict[str, str], data: bytes, body: int) -> str:
+    """``signed-data`` or ``enveloped-data`` (or other) for an application/pkcs7-mime part.
+
+    The smime-type parameter decides; without it, the ContentInfo's OID does."""
+    kind = params.get("smime-type", "").lower()
+    if kind:
+        return kind
+    head = b"".join(data[body:body + 200].split())[:64]
+    try:
+        der = base64.b64decode(head[: len(head) // 4 * 4])
+    except (binascii.Error, ValueError):
+        return ""
+    if _SIGNED_DATA_OID in der[:24]:
+        return "signed-data"
+    if _ENVELOPED_DATA_OID in der[:24]:
+        return "enveloped-data"
+    return ""
+
+
+_PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+
+
+def is_encrypted(text: str) -> bool:
+    """Whether ``text`` is an S/MIME enveloped-data message, judged by its top-level
+    Content-Type (not by a substring anywhere, which misreads opaque-signed messages)."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        mime_type, params, _, body = _top_level(data)
+    except CryptoException:
+        return False
+    return mime_type in _PKCS7_MIME and _pkcs7_kind(params, data, body) == "enveloped-data"
+
+
+def _find_delimiter(data: bytes, delim: bytes, start: int) -> int:
+    """Offset of the next ``--boundary`` line start at or after ``start``, or -1."""
+    pos = start
+    while True:
+        if pos == 0 and data.startswith(delim):
+            hit = 0
+        else:
+            found = data.find(b"\n" + delim, max(pos - 1, 0))
+            if found < 0:
+                return -1
+            hit = found + 1
+        after = data[hit + len(delim): hit + len(delim) + 2]
+        if after.startswith(b"--") or after[:1] in (b"", b"\r", b"\n", b" ", b"\t"):
+            return hit
+        pos = hit + 1
+
+
+def _multipart_parts(data: bytes, body: int, boundary: str) -> list[bytes]:
+    """The parts of a multipart body; the line break before a delimiter belongs to it."""
+    delim = b"--" + boundary.encode("ascii", "replace")
+    hit = _find_delimiter(data, delim, body)
+    if hit < 0:
+        raise CryptoException("malformed multipart/signed message: boundary not found")
+    parts = []
+    while True:
+        after = hit + len(delim)
+        if data.startswith(b"--", after):
+            return parts
+        eol = data.find(b"\n", after)
+        if eol < 0:
+            break
+        start = eol + 1
+        nxt = _find_delimiter(data, delim, start)
+        if nxt < 0:
+            break
+        end = nxt - 1
+        if end > start and data[end - 1:end] == b"\r":
+            end -= 1
+        parts.append(data[start:end])
+        hit = nxt
+    raise CryptoException("truncated multipart/signed message: closing boundary missing")
+
+
+def _canonical(content: bytes) -> bytes:
+    """CRLF line endings, as the signer digested them (mail transport may have made LF)."""
+    return content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _signed_parts(signed_text: str) -> tuple[bytes, bytes, bool]:
+    """(content, DER SignedData, detached) from a multipart/signed or opaque message."""
+    if not isinstance(signed_text, str):
+        raise CryptoException(f"Invalid {type(signed_text).__name__} argument: signed text expected")
+    data = signed_text.encode("utf-8", "surrogateescape")
+    if not data.strip():
+        raise CryptoException("empty message: nothing to verify")
+    mime_type, params, _, body = _top_level(data)
+    if mime_type == "multipart/signed":
+        boundary = params.get("boundary")
+        if not boundary:
+            raise CryptoException("malformed multipart/signed message: no boundary parameter")
+        parts = _multipart_parts(data, body, boundary)
+        if len(parts) != 2:
+            raise CryptoException(f"malformed multipart/signed message: {len(parts)} parts, 2 expected")
+        content, signature_part = parts
+        parsed = _split_headers(signature_part)
+        if parsed is None:
+            raise CryptoException("malformed multipart/signed message: signature part has no headers")
+        sig_headers, sig_body = parsed
+        sig_type, _ = _parse_content_type(sig_headers.get("content-type", ""))
+        if sig_type not in _PKCS7_SIGNATURE:
+            raise CryptoException(f"malformed multipart/signed message: signature part is {sig_type!r}")
+        der = _decode_base64(signature_part[sig_body:], sig_headers)
+        return _canonical(content), der, True
+    if mime_type in _PKCS7_MIME:
+        kind = _pkcs7_kind(params, data, body)
+        if kind == "enveloped-data":
+            raise CryptoException("message is encrypted: decrypt it before verifying")
+        if kind != "signed-data":
+            raise CryptoException(f"not a signed S/MIME message (smime-type={kind or 'missing'})")
+        headers = _split_headers(data)[0]  # type: ignore[index]
+        return b"", _decode_base64(data[body:], headers), False
+    raise CryptoException(f"not a signed S/MIME message (Content-Type: {mime_type})")
+
+
+def _decode_base64(payload: bytes, headers: dict[str, str]) -> bytes:
+    cte = headers.get("content-transfer-encoding", "base64").strip().lower()
+    if cte in ("binary", "8bit"):
+        return payload
+    if cte != "base64":
+        raise CryptoException(f"unsupported Content-Transfer-Encoding {cte!r} for the PKCS#7 part")
+    try:
+        return base64.b64decode(payload)
+    except (binascii.Error, ValueError) as e:
+        raise CryptoException(f"PKCS#7 part is not valid base64: {e}") from e
+
+
+# -- CMS SignedData ----------------------------------------------------------------------
+
+_HASHES = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+@dataclass
+class _Signed:
+    signed_data: cms.SignedData
+    signer_info: cms.SignerInfo
+    signer: x509.Certificate
+    bag: list[x509.Certificate]
+
+
+def _parse_signed_data(der: bytes) -> cms.SignedData:
+    try:
+        info = cms.ContentInfo.load(der)
+        if info["content_type"].native != "signed_data":
+            raise CryptoException(f"PKCS#7 structure is {info['content_type'].native}, not signed data")
+        signed_data = info["content"]
+        # Touch the top-level fields now so structural damage is reported here.
+        len(signed_data["signer_infos"])
+        return signed_data
+    except CryptoException:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise CryptoException(f"signature is not a valid PKCS#7 structure: {e}") from e
+
+
+def _bag(signed_data: cms.SignedData) -> list[x509.Certificate]:
+    """Every certificate in the bag, de-duplicated (parsed by cryptography: much faster)."""
+    out: list[x509.Certificate] = []
+    certificates = signed_data["certificates"]
+    if isinstance(certificates, core.Void):
+        return out
+    seen = set()
+    for choice in certificates:
+        if choice.name != "certificate":
+            continue
+        der = choice.chosen.dump()
+        if der in seen:
+            continue
+        seen.add(der)
+        try:
+            out.append(x509.load_der_x509_certificate(der))
+        except ValueError as e:
+            log.debug("Ignoring unparsable certificate in PKCS#7 bag: %s", e)
+    return out
+
+
+def _ski(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _identify_signer(signed_data: cms.SignedData) -> _Signed:
+    """The one SignerInfo and the certificate it names (never just the first in the bag)."""
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise CryptoException(f"message has {len(signer_infos)} signers; exactly one expected")
+    signer_info = signer_infos[0]
+    sid = signer_info["sid"]
+    bag = _bag(signed_data)
+    matches = []
+    if sid.name == "issuer_and_serial_number":
+        serial = sid.chosen["serial_number"].native
+        issuer = sid.chosen["issuer"]
+        issuer_der = issuer.dump()
+        for cert in bag:
+            if cert.serial_number != serial:
+                continue
+            cert_issuer = cert.issuer.public_bytes()
+            # Exact DER first (the usual case); else OpenSSL-like normalised comparison.
+            if cert_issuer == issuer_der or asn1_x509.Name.load(cert_issuer) == issuer:
+                matches.append(cert)
+    else:
+        wanted = sid.chosen.native
+        matches = [cert for cert in bag if _ski(cert) == wanted]
+    if not matches:
+        raise CryptoException("signer certificate named by the signature is not included in the message")
+    if len(matches) > 1:
+        raise CryptoException("signature names an ambiguous signer: several certificates match")
+    return _Signed(signed_data, signer_info, matches[0], bag)
+
+
+def _check_signature(signed: _Signed, content: bytes) -> None:
+    """Digest, content type and signature of the single SignerInfo over ``content``."""
+    si = signed.signer_info
+    digest_name = si["digest_algorithm"]["algorithm"].native
+    if digest_name not in _HASHES:
+        raise CryptoException(f"unsupported digest algorithm {digest_name}")
+    econtent_type = signed.signed_data["encap_content_info"]["content_type"].native
+    if econtent_type != "data":
+        raise CryptoException(f"signed content type is {econtent_type}, not data")
+    signed_attrs = si["signed_attrs"]
+    if not isinstance(signed_attrs, core.Void) and len(signed_attrs):
+        values: dict[str, list] = {}
+        for attr in signed_attrs:
+            kind = attr["type"].native
+            if kind in ("message_digest", "content_type"):
+                values.setdefault(kind, []).extend(attr["values"].native)
+        digests = values.get("message_digest", [])
+        types = values.get("content_type", [])
+        if len(digests) != 1 or len(types) != 1:
+            raise CryptoException("signature lacks a single message digest and content type attribute")
+        if types[0] != econtent_type:
+            raise CryptoException("content type attribute does not match the signed content")
+        if hashlib.new(digest_name, content).digest() != digests[0]:
+            raise CryptoException("message digest mismatch: content was altered")
+        to_verify = b"\x31" + signed_attrs.dump()[1:]
+    else:
+        to_verify = content
+    algorithm = si["signature_algorithm"]
+    try:
+        signature_algo = algorithm.signature_algo
+    except ValueError as e:
+        raise CryptoException(f"unsupported signature algorithm: {e}") from e
+    public_key = signed.signer.public_key()
+    signature = si["signature"].native
+    chosen_hash = _HASHES[digest_name]()
+    try:
+        if signature_algo == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, to_verify, padding.PKCS1v15(), chosen_hash)
+        elif signature_algo == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
+            params = algorithm["parameters"]
+            pss_hash = params["hash_algorithm"]["algorithm"].native
+            mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+            if pss_hash not in _HASHES or mgf_hash not in _HASHES:
+                raise CryptoException(f"unsupported RSA-PSS hash {pss_hash}/{mgf_hash}")
+            public_key.verify(
+                signature, to_verify,
+                padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=params["salt_length"].native),
+                _HASHES[pss_hash](),
+            )
+        elif signature_algo == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, to_verify, ec.ECDSA(chosen_hash))
+        else:
+            raise CryptoException(
+                f"signature algorithm {signature_algo} does not fit the signer's "
+                f"{type(public_key).__name__.replace('PublicKey', '')} key"
+            )
+    except InvalidSignature as e:
+        raise CryptoException(
+            "bad signature: the message was altered or not signed by this certificate"
+        ) from e
+
+
+# -- inner MIME entity -------------------------------------------------------------------
+
+_MIME_HEADERS = ("content-type", "content-transfer-encoding", "mime-version")
+
+
+def _plaintext(content: bytes) -> str:
+    """The message text inside the signed MIME entity, as ``openssl smime -verify -text``
+    plus the old SSM's decoding would give it: the header block (``Content-Type:
+    text/plain`` from ``-text``, or e.g. ``text/xml`` with quoted-printable) is removed and
+    the body decoded; without a MIME header block the content is the text. Line endings
+    come back as LF.
+    """
+    parsed = _split_headers(content)
+    body = content
+    charset = "utf-8"
+    if parsed is not None and any(name in parsed[0] for name in _MIME_HEADERS):
+        headers, offset = parsed
+        body = content[offset:]
+        _, params = _parse_content_type(headers.get("content-type", "text/plain"))
+        charset = params.get("charset", "utf-8")
+        cte = headers.get("content-transfer-encoding", "7bit").strip().lower()
+        if cte == "quoted-printable":
+            body = quopri.decodestring(body)
+        elif cte == "base64":
+            try:
+                body = base64.b64decode(body)
+            except (binascii.Error, ValueError) as e:
+                raise CryptoException(f"signed content is not valid base64: {e}") from e
+        elif cte not in ("7bit", "8bit", "binary"):
+            raise CryptoException(f"unsupported Content-Transfer-Encoding {cte!r} in signed content")
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        raise CryptoException(f"unknown charset {charset!r} in signed content") from None
+    try:
+        return body.replace(b"\r\n", b"\n").decode(charset)
+    except UnicodeDecodeError as e:
+        raise CryptoException(f"signed content is not valid {charset}: {e}") from e
+
+
+# -- public API --------------------------------------------------------------------------
+
+
+def check_cert_key(certpath: str, keypath: str) -> bool:
+    """Whether the certificate and private key files belong together (start-up check).
+
+    The same file for both is refused: a bundle there usually means a misconfiguration.
+    """
+    try:
+        if os.path.exists(certpath) and os.path.exists(keypath) and os.path.samefile(certpath, keypath):
+            log.error("Certificate and key are the same file: %s", certpath)
+            return False
+        cert = _load_cert_file(certpath)
+        key = _load_key_file(keypath)
+    except (CryptoException, OSError) as e:
+        log.error("Cannot compare certificate and key: %s", e)
+        return False
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+
+
+def sign(text: str, certpath: str, keypath: str) -> str:
+    """Detached ``multipart/signed`` S/MIME of ``text`` (``openssl smime -sign -text``):
+    SHA-256, the signer certificate embedded, verifiable by ``openssl smime -verify``."""
+    if not isinstance(text, str):
+        raise CryptoException(f"Invalid {type(text).__name__} argument to sign(): text expected")
+    cert = _load_cert_file(certpath)
+    key = _load_key_file(keypath)
+    try:
+        signed = (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(text.encode("utf-8"))
+            .add_signer(cert, key, hashes.SHA256())
+            .sign(serialization.Encoding.SMIME,
+                  [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Text])
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise CryptoException(f"signing failed: {e}") from e
+    return signed.decode("utf-8")
+
+
+def verify(signed_text: str, capath: str, check_crl: bool) -> tuple[str, str]:
+    """Check a signed message and return (plaintext, signer DN).
+
+    The signer is the certificate the SignerInfo names; its key must have made the
+    signature, and that certificate must chain to a CA in ``capath`` (and not be revoked,
+    with ``check_crl``). Any failure raises CryptoException with the reason.
+    """
+    if signed_text is None:
+        raise CryptoException("Invalid None argument to verify().")
+    content, der, detached = _signed_parts(signed_text)
+    signed = _identify_signer(_parse_signed_data(der))
+    if not detached:
+        econtent = signed.signed_data["encap_content_info"]["content"]
+        if isinstance(econtent, core.Void):
+            raise CryptoException("opaque signed message carries no content")
+        content = econtent.native
+        if not isinstance(content, bytes):
+            raise CryptoException("opaque signed message content is not an octet string")
+    _check_signature(signed, content)
+    _validate(signed.signer, capath, check_crl, signed.bag, "signer certificate")
+    return _plaintext(content), _slash_dn(signed.signer.subject)
+
+
+def get_signer_cert(signed_text: str) -> str:
+    """PEM of the certificate the signature's SignerInfo names (not validated)."""
+    _, der, _ = _signed_parts(signed_text)
+    signed = _identify_signer(_parse_signed_data(der))
+    return signed.signer.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+_CIPHERS = {"aes128": algorithms.AES128, "aes256": algorithms.AES256}
+
+
+def encrypt(text: str, certpath: str, cipher: str = "aes128") -> str:
+    """``application/x-pkcs7-mime`` enveloped-data for the holder of ``certpath``
+    (``openssl smime -encrypt``); bytes are kept exactly (no LF→CRLF)."""
+    if not isinstance(text, str):
+        raise CryptoException(f"Invalid {type(text).__name__} argument to encrypt(): text expected")
+    algorithm = _CIPHERS.get(str(cipher).lower())
+    if algorithm is None:
+        supported = ", ".join(sorted(_CIPHERS))
+        if str(cipher).lower() == "aes192":
+            raise CryptoException(f"Invalid cipher aes192: not supported by cryptography (use {supported})")
+        raise CryptoException(f"Invalid cipher {cipher}: use one of {supported}")
+    cert = _load_cert_file(certpath)
+    try:
+        out = (
+            pkcs7.PKCS7EnvelopeBuilder()
+            .set_data(text.encode("utf-8"))
+            .add_recipient(cert)
+            .set_content_encryption_algorithm(algorithm)
+            .encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise CryptoException(f"encryption failed: {e}") from e
+    return out.decode("ascii")
+
+
+def decrypt(encrypted_text: str, certpath: str, keypath: str) -> str:
+    """The plaintext of an enveloped-data message, byte for byte as encrypted."""
+    if not isinstance(encrypted_text, str):
+        raise CryptoException(f"Invalid {type(encrypted_text).__name__} argument to decrypt()")
+    if not is_encrypted(encrypted_text):
+        raise CryptoException("message is not S/MIME encrypted (no enveloped-data Content-Type)")
+    cert = _load_cert_file(certpath)
+    key = _load_key_file(keypath)
+    try:
+        plain = pkcs7.pkcs7_decrypt_smime(encrypted_text.encode("ascii", "replace"), cert, key, [])
+    except UnsupportedAlgorithm as e:
+        raise CryptoException(f"decryption failed: unsupported cipher: {e}") from e
+    except (ValueError, TypeError) as e:
+        raise CryptoException(f"decryption failed (not encrypted for {_slash_dn(cert.subject)}?): {e}") from e
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CryptoException(f"decrypted message is not valid UTF-8: {e}") from e
+
+
+def _load_pem_cert(certstring: str) -> x509.Certificate:
+    if not isinstance(certstring, str) or not certstring.strip():
+        raise CryptoException("no certificate given")
+    try:
+        return x509.load_pem_x509_certificate(certstring.encode("ascii", "replace"))
+    except ValueError as e:
+        raise CryptoException(f"not a PEM certificate: {e}") from e
+
+
+def verify_cert(certstring: str, capath: str, check_crls: bool) -> bool:
+    """Whether a PEM certificate chains to a CA in ``capath`` (and is not revoked, with
+    ``check_crls``). The reason for a False is logged."""
+    try:
+        _validate(_load_pem_cert(certstring), capath, check_crls)
+    except CryptoException as e:
+        log.warning("Certificate verification failed: %s", e)
+        return False
+    return True
+
+
+def verify_cert_path(certpath: str, capath: str, check_crls: bool) -> bool:
+    """``verify_cert`` for a certificate file (the server certificate check)."""
+    try:
+        cert = _load_cert_file(certpath)
+        _validate(cert, capath, check_crls)
+    except CryptoException as e:
+        log.warning("Certificate %s failed verification: %s", certpath, e)
+        return False
+    return True
+
+
+def verify_cert_date(certpath: str) -> bool:
+    """True if the certificate stays valid for at least another day (``-checkend 86400``)."""
+    try:
+        cert = _load_cert_file(certpath)
+    except CryptoException as e:
+        log.error("%s", e)
+        return False
+    return cert.not_valid_after_utc > _now() + EXPIRY_MARGIN
+
+
+def get_certificate_subject(certstring: str) -> str:
+    """The subject of a PEM certificate in the legacy slash form (ssm.md §8)."""
+    return _slash_dn(_load_pem_cert(certstring).subject)
