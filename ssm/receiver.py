@@ -1,0 +1,295 @@
+"""``ssmreceive``: take messages off the broker(s) and store them durably.
+
+Compared with the existing SSM (spec §5, §12):
+
+* ``ack: client-individual``, and a message is acknowledged only after it has been
+  written and fsync'd to ``incoming`` or ``reject``; a write failure means no ack,
+  the connection is reset and the broker delivers the message again;
+* the signer is the certificate the SignerInfo names (``ssm.crypto.verify``), an
+  enveloped message is decrypted first (by its top-level MIME type) with its own
+  reject reason, and the handler never raises: anything unexpected becomes a
+  reject with the reason, never a lost message or a dead thread;
+* STOMP heart-beats detect a dead connection in seconds; reconnection backs off
+  from 1 s doubling to 60 s over the broker list, forever, in the same process;
+* optionally one subscription per broker of the list, so no broker's queue is left
+  unread (``subscribe_all``);
+* the DN list is reloaded every ``dn_refresh`` seconds and on SIGHUP, keeping the
+  last good list if the file becomes empty or unreadable.
+
+Messages are processed in small batches so that one round of fsyncs covers
+several messages; a batch is acknowledged message by message once written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ssm.brokers import Broker
+from ssm.dns import AllowedDNs
+from ssm.queues import DurableQueue, QueueIOError
+from ssm.stomp_link import LinkError, StompLink, TLSSettings
+
+log = logging.getLogger(__name__)
+
+NOT_AVAILABLE = "Not available."
+MAX_BACKOFF = 60.0
+
+
+@dataclass
+class ReceiverOptions:
+    destination: str
+    certificate: str
+    key: str
+    capath: str
+    check_crls: bool
+    heartbeats: tuple[int, int] = (5000, 5000)
+    connect_timeout: float = 10.0
+    subscribe_all: bool = False
+    dn_refresh: float = 600.0
+    batch_size: int = 50
+    prefetch: int = 50
+
+
+@dataclass
+class Decision:
+    """Where a message goes: ``incoming``, ``reject`` or ``drop`` (ping), with its fields."""
+
+    target: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def normalise(text: str) -> str:
+    """CRLF to LF and trailing whitespace removed, as the existing SSM stores bodies."""
+    return text.replace("\r\n", "\n").rstrip()
+
+
+def handle_message(
+    headers: dict, body: object, options: ReceiverOptions, allowed: AllowedDNs
+) -> Decision:
+    """Decide what to store for one MESSAGE frame. Never raises."""
+    empaid = str(headers.get("empa-id") or "noid")
+    raw_text = ""
+    try:
+        if empaid == "ping":
+            log.info("Received ping message.")
+            return Decision("drop")
+        if body is None:
+            body = b""
+        if isinstance(body, str):
+            raw_text = body
+        else:
+            try:
+                raw_text = bytes(body).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raw_text = bytes(body).decode("utf-8", "backslashreplace")
+                return _reject(raw_text, NOT_AVAILABLE, empaid, f"Message is not UTF-8 text: {exc.reason}")
+        if not raw_text.strip():
+            return _reject(raw_text, NOT_AVAILABLE, empaid, "Empty text passed to _handle_msg.")
+        from ssm import crypto
+
+        signed = raw_text
+        if crypto.is_encrypted(raw_text):
+            try:
+                signed = crypto.decrypt(raw_text, options.certificate, options.key)
+            except crypto.CryptoException as exc:
+                return _reject(raw_text, NOT_AVAILABLE, empaid, f"Failed to decrypt message: {exc}")
+        try:
+            plaintext, signer = crypto.verify(signed, options.capath, options.check_crls)
+        except crypto.CryptoException as exc:
+            # The decrypted, still signed text: it can be re-checked and reloaded later.
+            return _reject(signed, NOT_AVAILABLE, empaid, f"Failed to verify message: {exc}")
+        plaintext = normalise(plaintext)
+        if signer not in allowed:
+            log.warning("Signer not in valid DNs list: %s", signer)
+            return _reject(plaintext, signer, empaid, f"Signer not in valid DNs list: {signer}")
+        return Decision("incoming", {"body": plaintext, "signer": signer, "empaid": empaid})
+    except Exception as exc:  # a bug or a library surprise must not lose the message
+        log.exception("Unexpected error handling message %s", empaid)
+        return _reject(raw_text, NOT_AVAILABLE, empaid, f"Internal error while handling message: {exc!r}")
+
+
+def _reject(body: str, signer: str, empaid: str, error: str) -> Decision:
+    return Decision("reject", {"body": body, "signer": signer, "empaid": empaid, "error": error})
+
+
+class _Slot:
+    """One subscription to keep alive: over the whole broker list, or one broker."""
+
+    def __init__(self, brokers: list[Broker]) -> None:
+        self.brokers = brokers
+        self.link: Optional[StompLink] = None
+        self.next_attempt = 0.0
+        self.backoff = 1.0
+        self.reset = threading.Event()
+
+    def __str__(self) -> str:
+        return ", ".join(str(b) for b in self.brokers)
+
+
+class Receiver:
+    """The receiving service; ``run(stop)`` returns 0 after a clean stop."""
+
+    def __init__(
+        self,
+        brokers: list[Broker],
+        tls: Optional[TLSSettings],
+        options: ReceiverOptions,
+        allowed: AllowedDNs,
+        incoming: DurableQueue,
+        reject: DurableQueue,
+    ) -> None:
+        self.tls = tls
+        self.options = options
+        self.allowed = allowed
+        self.incoming = incoming
+        self.reject = reject
+        if options.subscribe_all:
+            self.slots = [_Slot([broker]) for broker in brokers]
+        else:
+            self.slots = [_Slot(list(brokers))]
+        self._work: queue.Queue = queue.Queue()
+        self._reload = threading.Event()
+        self._worker_stop = threading.Event()
+        self.stored = 0
+
+    def request_reload(self) -> None:
+        """Ask for a DN file reload (safe to call from a signal handler)."""
+        self._reload.set()
+
+    # -- stomp.py thread ------------------------------------------------------------------
+
+    def _on_message(self, link: StompLink, headers: dict, body: object) -> None:
+        self._work.put((link, headers, body))
+
+    # -- worker thread --------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self._worker_stop.is_set():
+            try:
+                first = self._work.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self.options.batch_size:
+                try:
+                    batch.append(self._work.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._process(batch)
+            except Exception:  # keep the worker alive; unacked messages come back
+                log.exception("Unexpected error processing a batch; its messages are not acknowledged")
+                for link, _headers, _body in batch:
+                    self._reset_link(link, "processing failed")
+
+    def _process(self, batch: list[tuple[StompLink, dict, object]]) -> None:
+        todo = []
+        for link, headers, body in batch:
+            if not link.alive:
+                continue  # unacked: the broker delivers it again on the next connection
+            todo.append((link, headers, handle_message(headers, body, self.options, self.allowed)))
+        written: list[tuple[StompLink, dict]] = []
+        for target, store in (("incoming", self.incoming), ("reject", self.reject)):
+            group = [(link, headers, d) for link, headers, d in todo if d.target == target]
+            if not group:
+                continue
+            try:
+                names = store.add_many([d.fields for _link, _headers, d in group])
+            except QueueIOError as exc:
+                log.error("Failed to write %d messages, not acknowledging them (they will be "
+                          "delivered again): %s", len(group), exc)
+                for link, _headers, _d in group:
+                    self._reset_link(link, "write failed")
+                continue
+            for (link, headers, d), name in zip(group, names):
+                if target == "incoming":
+                    log.info("Message saved to incoming queue as %s", name)
+                else:
+                    log.warning("Message %s saved to reject queue as %s: %s",
+                                d.fields.get("empaid"), name, d.fields.get("error"))
+                written.append((link, headers))
+            self.stored += len(group)
+        written.extend((link, headers) for link, headers, d in todo if d.target == "drop")
+        for link, headers in written:
+            try:
+                link.ack(headers["message-id"], headers["subscription"])
+            except (LinkError, KeyError) as exc:
+                # Written but not acked: the broker sends it again, and it is stored again
+                # as an identical copy with the same empaid, which the loader tolerates.
+                log.warning("Could not acknowledge message %s: %s", headers.get("empa-id"), exc)
+        for slot in self.slots:
+            if any(slot.link is link for link, _h in written):
+                slot.backoff = 1.0
+
+    def _reset_link(self, link: StompLink, why: str) -> None:
+        for slot in self.slots:
+            if slot.link is link and not slot.reset.is_set():
+                log.warning("Resetting the connection to %s (%s) so unacknowledged messages come back",
+                            link.broker, why)
+                slot.reset.set()
+
+    # -- main thread: connections, DN refresh ---------------------------------------------------
+
+    def _connect_slot(self, slot: _Slot) -> None:
+        for broker in slot.brokers:
+            link = StompLink(broker, self.tls, self.options.heartbeats, on_message=self._on_message)
+            try:
+                link.connect(self.options.connect_timeout)
+                link.subscribe(self.options.destination, prefetch=self.options.prefetch)
+            except LinkError as exc:
+                log.warning("%s", exc)
+                link.close()
+                continue
+            except Exception as exc:
+                log.warning("Cannot subscribe on %s: %s", broker, exc)
+                link.close()
+                continue
+            slot.link = link
+            return
+        slot.next_attempt = time.monotonic() + slot.backoff
+        log.error("Could not connect to %s; retrying in %g s", slot, slot.backoff)
+        slot.backoff = min(MAX_BACKOFF, slot.backoff * 2)
+
+    def _tend(self, slot: _Slot, stop: threading.Event) -> None:
+        link = slot.link
+        if link is not None and (not link.alive or slot.reset.is_set()):
+            link.close()
+            slot.link = None
+            slot.reset.clear()
+            slot.next_attempt = time.monotonic() + slot.backoff
+            log.info("Reconnecting to %s in %g s", slot, slot.backoff)
+            slot.backoff = min(MAX_BACKOFF, slot.backoff * 2)
+        if slot.link is None and time.monotonic() >= slot.next_attempt and not stop.is_set():
+            self._connect_slot(slot)
+
+    def run(self, stop: threading.Event) -> int:
+        log.info("Receiving from %s on %s", self.options.destination,
+                 ", ".join(str(s) for s in self.slots))
+        worker = threading.Thread(target=self._worker, name="ssm-store", daemon=True)
+        worker.start()
+        next_refresh = time.monotonic() + self.options.dn_refresh
+        try:
+            while not stop.is_set():
+                for slot in self.slots:
+                    self._tend(slot, stop)
+                if self._reload.is_set() or time.monotonic() >= next_refresh:
+                    self._reload.clear()
+                    log.info("Refreshing valid DNs.")
+                    self.allowed.reload()
+                    next_refresh = time.monotonic() + self.options.dn_refresh
+                stop.wait(0.2)
+        finally:
+            log.info("Received the shutdown signal; finishing the current batch")
+            self._worker_stop.set()
+            worker.join(timeout=60)
+            for slot in self.slots:
+                if slot.link is not None:
+                    slot.link.close()
+                    slot.link = None
+            log.info("SSM has shut down; %d messages stored.", self.stored)
+        return 0

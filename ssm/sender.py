@@ -1,0 +1,318 @@
+"""``ssmsend``: sign (and encrypt) every queued message and hand it to a broker.
+
+Compared with the existing SSM (spec §4, §12):
+
+* several messages are in flight at once (``send_window``) and each RECEIPT is
+  matched to its own message by ``receipt-id``; a message is removed from the
+  queue only on its receipt, so nothing is lost whatever happens;
+* a missing receipt times out (``receipt_timeout``) instead of hanging forever;
+  on a timeout or a lost connection the run reconnects with back-off a few times
+  (``reconnect_attempts``), then gives up, leaving every unsent message queued and
+  unlocked;
+* messages are signed ahead of the send window in a separate thread, so signing
+  and the network overlap;
+* every crypto step is checked: an empty, unreadable (not UTF-8), unsignable or
+  oversized message is reported and left in place, never sent empty or unsigned.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from ssm.brokers import Broker
+from ssm.cli import FatalError
+from ssm.queues import OutgoingQueue
+from ssm.stomp_link import LinkError, StompLink, TLSSettings
+
+log = logging.getLogger(__name__)
+
+SMIME_MARKERS = ("application/x-pkcs7-signature", "application/pkcs7-signature",
+                 "application/x-pkcs7-mime", "application/pkcs7-mime")
+
+
+@dataclass
+class SenderOptions:
+    destination: str
+    certificate: str
+    key: str
+    server_cert: Optional[str] = None
+    window: int = 20
+    receipt_timeout: float = 30.0
+    max_message_size: int = 10 * 1024 * 1024
+    reconnect_attempts: int = 2
+    connect_timeout: float = 10.0
+    heartbeats: tuple[int, int] = (5000, 5000)
+    persistent: bool = True
+
+
+class _Prepared:
+    __slots__ = ("name", "body", "sent_at")
+
+    def __init__(self, name: str, body: str) -> None:
+        self.name = name
+        self.body = body
+        self.sent_at = 0.0
+
+
+class Sender:
+    """One run over an outgoing queue; ``run`` returns the number of messages sent."""
+
+    def __init__(
+        self,
+        queue: OutgoingQueue,
+        brokers: list[Broker],
+        tls: Optional[TLSSettings],
+        options: SenderOptions,
+    ) -> None:
+        self.queue = queue
+        self.brokers = brokers
+        self.tls = tls
+        self.options = options
+        self._cv = threading.Condition()
+        self._ready: collections.deque[_Prepared] = collections.deque()
+        self._receipts: collections.deque[str] = collections.deque()
+        self._prepared_all = False
+        self._stop_preparing = False
+        self._problems: list[str] = []
+        self._locked_elsewhere = 0
+        self._link: Optional[StompLink] = None
+        self.sent = 0
+
+    # -- preparation (a separate thread) -------------------------------------------------
+
+    def _prepare_one(self, name: str) -> Optional[_Prepared]:
+        from ssm import crypto
+
+        if not self.queue.lock(name):
+            log.warning("Message was locked. %s will not be sent.", name)
+            self._locked_elsewhere += 1
+            return None
+        try:
+            raw = self.queue.get(name)
+        except OSError as exc:
+            return self._set_aside(name, f"cannot be read: {exc}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self._set_aside(name, f"is not valid UTF-8 text ({exc.reason} at byte {exc.start})")
+        if not text.strip():
+            return self._set_aside(name, "is empty")
+        try:
+            body = crypto.sign(text, self.options.certificate, self.options.key)
+            if not body or not any(marker in body for marker in SMIME_MARKERS):
+                return self._set_aside(name, "signing produced no S/MIME document")
+            if self.options.server_cert:
+                body = crypto.encrypt(body, self.options.server_cert)
+                if not body or not any(marker in body for marker in SMIME_MARKERS):
+                    return self._set_aside(name, "encryption produced no S/MIME document")
+        except crypto.CryptoException as exc:
+            return self._set_aside(name, f"could not be signed or encrypted: {exc}")
+        size = len(body.encode("utf-8"))
+        if self.options.max_message_size and size > self.options.max_message_size:
+            return self._set_aside(
+                name, f"is {size} bytes once signed, over max_message_size {self.options.max_message_size}"
+            )
+        return _Prepared(name, body)
+
+    def _set_aside(self, name: str, problem: str) -> None:
+        line = f"Message {name} {problem}; it stays in the queue"
+        log.error("%s", line)
+        with self._cv:
+            self._problems.append(line)
+        self._unlock(name)
+        return None
+
+    def _unlock(self, name: str) -> None:
+        try:
+            self.queue.unlock(name)
+        except OSError as exc:
+            log.warning("Cannot unlock %s: %s", name, exc)
+
+    def _prepare_all(self, names: list[str]) -> None:
+        ahead = max(2 * self.options.window, 4)
+        try:
+            for name in names:
+                with self._cv:
+                    while len(self._ready) >= ahead and not self._stop_preparing:
+                        self._cv.wait(0.5)
+                    if self._stop_preparing:
+                        return
+                try:
+                    item = self._prepare_one(name)
+                except Exception as exc:  # never let one message kill the run silently
+                    log.exception("Unexpected error preparing %s", name)
+                    self._set_aside(name, f"failed unexpectedly: {exc}")
+                    item = None
+                if item is not None:
+                    with self._cv:
+                        self._ready.append(item)
+                        self._cv.notify_all()
+        finally:
+            with self._cv:
+                self._prepared_all = True
+                self._cv.notify_all()
+
+    # -- broker -------------------------------------------------------------------------
+
+    def _on_receipt(self, receipt_id: str) -> None:
+        with self._cv:
+            self._receipts.append(receipt_id)
+            self._cv.notify_all()
+
+    def _on_lost(self, _link: StompLink, _reason: str) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+    def _connect(self) -> StompLink:
+        errors = []
+        for broker in self.brokers:
+            link = StompLink(broker, self.tls, self.options.heartbeats,
+                             on_receipt=self._on_receipt, on_lost=self._on_lost)
+            try:
+                link.connect(self.options.connect_timeout)
+            except LinkError as exc:
+                log.warning("%s", exc)
+                errors.append(str(exc))
+                continue
+            log.info("Sending to %s on %s", self.options.destination, broker)
+            return link
+        raise LinkError("no broker could be reached (" + "; ".join(errors) + ")")
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Send everything queued; FatalError (one line) unless every message was sent."""
+        try:
+            self.queue.purge()  # release locks left by a crashed run more than 600 s ago
+        except OSError as exc:
+            log.warning("Cannot purge %s: %s", self.queue.path, exc)
+        names = self.queue.names()
+        if not names:
+            log.info("No messages found to send.")
+            return 0
+        log.info("Found %d messages.", len(names))
+        try:
+            self._link = self._connect()
+        except LinkError as exc:
+            raise FatalError(f"Attempts to start the SSM failed: {exc}") from None
+        preparer = threading.Thread(target=self._prepare_all, args=(names,), name="ssm-sign", daemon=True)
+        preparer.start()
+        in_flight: collections.OrderedDict[str, _Prepared] = collections.OrderedDict()
+        failure = None
+        try:
+            failure = self._send_loop(in_flight)
+        finally:
+            with self._cv:
+                self._stop_preparing = True
+                self._cv.notify_all()
+            preparer.join()
+            leftover = list(in_flight) + [item.name for item in self._ready]
+            for name in leftover:
+                self._unlock(name)
+            self._ready.clear()
+            if self._link is not None:
+                self._link.close()
+            log.info("Tidying message directory.")
+            try:
+                self.queue.purge()
+            except OSError as exc:
+                log.warning("Cannot purge %s: %s", self.queue.path, exc)
+        log.info("Sent %d messages.", self.sent)
+        if failure:
+            raise FatalError(f"{failure}; {self.sent} sent, {len(leftover)} unsent messages stay queued")
+        if self._problems:
+            first = self._problems[0]
+            more = f" (and {len(self._problems) - 1} more)" if len(self._problems) > 1 else ""
+            raise FatalError(f"{len(self._problems)} message(s) not sent: {first}{more}")
+        if self._locked_elsewhere:
+            log.warning("%d locked messages were skipped (another run holds them, or a stale lock "
+                        "that the next purge releases)", self._locked_elsewhere)
+        return self.sent
+
+    def _send_loop(self, in_flight: collections.OrderedDict[str, _Prepared]) -> Optional[str]:
+        """Keep the window full and collect receipts; the failure line, or None when done."""
+        options = self.options
+        headers_base = {"persistent": "true"} if options.persistent else {}
+        reconnects = 0
+        while True:
+            link = self._link
+            assert link is not None
+            to_send: list[_Prepared] = []
+            done_names: list[str] = []
+            with self._cv:
+                while True:
+                    while self._receipts:
+                        done_names.append(self._receipts.popleft())
+                    room = options.window - len(in_flight) - len(to_send)
+                    while room > 0 and self._ready:
+                        to_send.append(self._ready.popleft())
+                        room -= 1
+                    self._cv.notify_all()
+                    finished = self._prepared_all and not self._ready and not in_flight and not to_send
+                    if done_names or to_send or finished or not link.alive:
+                        break
+                    oldest = next(iter(in_flight.values()), None)
+                    if oldest is not None and time.monotonic() - oldest.sent_at > options.receipt_timeout:
+                        break
+                    self._cv.wait(0.5)
+            for receipt_id in done_names:
+                item = in_flight.pop(receipt_id, None)
+                if item is None:
+                    log.debug("Receipt %s matches no message in flight", receipt_id)
+                    continue
+                try:
+                    self.queue.remove(item.name)
+                except OSError as exc:
+                    log.error("Sent %s but cannot remove it from the queue: %s", item.name, exc)
+                    self._problems.append(f"Message {item.name} was sent but not removed: {exc}")
+                    continue
+                self.sent += 1
+                log.debug("Sent %s", item.name)
+            if finished and not in_flight:
+                return None
+            problem = None
+            try:
+                for item in to_send:
+                    item.sent_at = time.monotonic()
+                    in_flight[item.name] = item
+                    link.send(options.destination, item.body,
+                              dict(headers_base, **{"receipt": item.name, "empa-id": item.name}))
+            except LinkError as exc:
+                problem = str(exc)
+            if problem is None and not link.alive:
+                problem = f"Lost connection to {link.broker}: {link.lost_reason}"
+            oldest = next(iter(in_flight.values()), None)
+            if problem is None and oldest is not None and \
+                    time.monotonic() - oldest.sent_at > options.receipt_timeout:
+                problem = (f"No receipt from {link.broker} for {oldest.name} within "
+                           f"{options.receipt_timeout:g} s")
+            if problem is None:
+                continue
+            log.error("%s", problem)
+            link.close()
+            self._link = None
+            first_problem = problem
+            while self._link is None:
+                if reconnects >= options.reconnect_attempts:
+                    return problem
+                reconnects += 1
+                delay = min(60.0, 2.0 ** (reconnects - 1))
+                log.info("Reconnecting in %g s (attempt %d of %d); %d messages will be sent again",
+                         delay, reconnects, options.reconnect_attempts, len(in_flight))
+                time.sleep(delay)
+                try:
+                    self._link = self._connect()
+                except LinkError as exc:
+                    log.error("Reconnect failed: %s", exc)
+                    problem = f"{first_problem}; reconnecting failed: {exc}"
+            with self._cv:
+                # Messages that were in flight go first again, in their original order.
+                for item in reversed(list(in_flight.values())):
+                    self._ready.appendleft(item)
+                in_flight.clear()
+                self._receipts.clear()
