@@ -58,6 +58,9 @@ def _positive(config: ConfigFile, option: str, default: float, allow_zero: bool 
 
 def read_settings(config: ConfigFile) -> AuthSettings:
     """The [auth] options of auth.cfg, checked; ConfigError names the option at fault."""
+    if not config.has_section(SECTION):
+        # Without it every default would apply, including writing /etc/apel/dns.
+        raise config.error(SECTION, None, "missing section")
     gocdb_url = config.get(SECTION, "gocdb_url", DEFAULT_GOCDB_URL) or DEFAULT_GOCDB_URL
     try:
         check_url(gocdb_url)

@@ -145,10 +145,14 @@ def _after_failed_fetch(settings: AuthSettings, exc: FetchError, force: bool, no
             f"{settings.expire_hours:g})"
         ) from None
     elif not force:
-        raise FetchError(
-            f"{exc}; keeping {path} although it was updated {age_hours:.1f} h ago "
-            f"(expire_hours = {settings.expire_hours:g}); --force writes the DNs read so far plus extra-dns"
-        ) from None
+        if settings.expire_hours > 0:
+            kept = (
+                f"keeping {path} although it is {age_hours:.1f} h old, "
+                f"past expire_hours = {settings.expire_hours:g}"
+            )
+        else:
+            kept = f"keeping {path}"
+        raise FetchError(f"{exc}; {kept}; --force writes the DNs read so far plus extra-dns") from None
     log.error("GOCDB fetch failed: %s", exc)
     log.warning(
         "--force after a failed fetch: using the %d DNs of %d complete page(s) plus extra-dns",
