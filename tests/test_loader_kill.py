@@ -1,0 +1,121 @@
+"""Kill test: ``kill -9`` at random moments never loses or half-loads a message.
+
+200 messages of 50 job records each are loaded by a loader in ``--foreground`` that
+is killed with SIGKILL after a random 0.05-1.0 s and restarted until ``incoming`` is
+empty. After every kill the database is checked: each message is either fully in
+it or not at all, and every message that left ``incoming`` is fully in it. At the
+end the database must equal a clean load of the same messages in a second database.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import time
+
+import pytest
+from test_loader import LoaderEnv, apply_mysql_schema, job_message, jobs, mysql_settings
+
+MESSAGES = 200
+RECORDS = 50
+JOB_ID = re.compile(r"LocalJobId: (kill\d{3})-")
+# JobRecords with every lookup id replaced by its name: ids may differ between two
+# loads (auto-increment values are not rolled back), the content must not.
+LOOKUPS = {
+    "SiteID": "Sites", "SubmitHostID": "SubmitHosts", "MachineNameID": "MachineNames",
+    "QueueID": "Queues", "GlobalUserNameID": "DNs", "VOID": "VOs", "VOGroupID": "VOGroups",
+    "VORoleID": "VORoles", "PublisherDNID": "DNs",
+}
+
+
+def _resolved_job_rows(env: LoaderEnv) -> list[tuple]:
+    columns = [
+        row[0] for row in env.query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'JobRecords' ORDER BY ORDINAL_POSITION"
+        )
+    ]
+    select, joins = [], []
+    for column in columns:
+        if column == "UpdateTime":
+            continue
+        table = LOOKUPS.get(column)
+        if table is None:
+            select.append(f"j.`{column}`")
+            continue
+        alias = f"l_{column}"
+        joins.append(f"LEFT JOIN `{table}` {alias} ON {alias}.id = j.`{column}`")
+        select.append(f"{alias}.name")
+    sql = f"SELECT {', '.join(select)} FROM JobRecords j {' '.join(joins)}"  # noqa: S608 - schema names
+    return sorted(env.query(sql), key=repr)
+
+
+def _table_counts(env: LoaderEnv) -> dict:
+    tables = [row[0] for row in env.query(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_TYPE = 'BASE TABLE'"
+    )]
+    return {table: env.count(f"`{table}`") for table in sorted(tables)}
+
+
+def _check_atomic(env: LoaderEnv, all_ids: set) -> None:
+    """Every message is in the database completely or not at all; none that left
+    incoming is missing."""
+    per_message = dict(env.query(
+        "SELECT SUBSTRING_INDEX(LocalJobId, '-', 1), COUNT(*) FROM JobRecords GROUP BY 1"
+    ))
+    half = {key: count for key, count in per_message.items() if count != RECORDS}
+    assert half == {}, f"half-loaded messages: {half}"
+    queued = set()
+    for element in env.elements("incoming"):
+        match = JOB_ID.search(element["body"])
+        queued.add(match.group(1))
+    lost = all_ids - queued - set(per_message)
+    assert lost == set(), f"messages neither in incoming nor in the database: {sorted(lost)}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigkill_at_random_moments_loses_nothing_and_half_loads_nothing(mariadb, tmp_path):
+    bodies = [
+        job_message(jobs(RECORDS, f"kill{index:03d}", seed=1000 + index)) for index in range(MESSAGES)
+    ]
+    all_ids = {f"kill{index:03d}" for index in range(MESSAGES)}
+    envs = {}
+    for label in ("clean", "killed"):
+        base = tmp_path / label
+        base.mkdir()
+        connect_args = mariadb.connect_args(mariadb.create_database(f"apel_kill_{label}"))
+        apply_mysql_schema(connect_args)
+        envs[label] = LoaderEnv(base, mysql_settings(connect_args), interval=0.1)
+        for index, body in enumerate(bodies):
+            envs[label].put(body, empaid=f"kill-{index}")
+
+    clean = envs["clean"]
+    result = clean.run_once(timeout=300)
+    assert result.returncode == 0, (result.stdout, result.stderr, clean.log())
+    assert clean.elements("incoming") == [] and clean.count("JobRecords") == MESSAGES * RECORDS
+
+    killed = envs["killed"]
+    rng = random.Random(20240301)
+    kills = restarts = 0
+    deadline = time.monotonic() + 420
+    while killed.elements("incoming") and time.monotonic() < deadline:
+        proc = killed.start()
+        restarts += 1
+        time.sleep(rng.uniform(0.05, 1.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+        _check_atomic(killed, all_ids)
+    assert killed.elements("incoming") == [], f"queue not emptied after {restarts} restarts\n{killed.log()}"
+    assert kills >= 5, f"only {kills} kills: the loader was too fast to test anything"
+    assert "Loaded" in killed.log()
+
+    assert killed.elements("reject") == []
+    _check_atomic(killed, all_ids)
+    assert _table_counts(killed) == _table_counts(clean)
+    assert _resolved_job_rows(killed) == _resolved_job_rows(clean)
+    print(f"kill test: {restarts} starts, {kills} SIGKILLs")  # noqa: T201 - shown with -s
