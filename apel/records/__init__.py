@@ -1,0 +1,51 @@
+"""Parse, validate and render every APEL message type; nothing here touches a database or a queue.
+
+Public API:
+
+- :func:`parse_message` — any accepted message body → :class:`ParsedMessage`
+  (or :class:`InvalidMessage` with the reason);
+- :func:`render_message`, :func:`render_car`, :func:`render_star` — records → message text;
+- :func:`parse_fqan`, :data:`FIELDS` — shared with the storage and client layers.
+"""
+
+from __future__ import annotations
+
+from apel.records.definitions import FIELDS
+from apel.records.fields import Field
+from apel.records.fqan import parse_fqan
+from apel.records.model import (
+    CLOUD,
+    CLOUD_SUMMARY,
+    GROUP_ATTRIBUTE,
+    JOB,
+    NORMALISED_SUMMARY,
+    RECORD_TYPES,
+    STORAGE,
+    SUMMARY,
+    SYNC,
+    InvalidMessage,
+    ParsedMessage,
+    Record,
+)
+from apel.records.text import parse_text
+
+
+def parse_message(body: str) -> ParsedMessage:
+    """Classify a message body (XML if it starts with ``<`` once stripped) and parse it.
+
+    Every record is parsed and validated before this returns, so a caller either
+    gets a whole valid message or an :class:`InvalidMessage` and stores nothing.
+    """
+    text = body.strip()
+    if text.startswith("<"):
+        from apel.records.xml_parse import parse_xml
+
+        return parse_xml(text)
+    return parse_text(text)
+
+
+__all__ = [
+    "CLOUD", "CLOUD_SUMMARY", "FIELDS", "GROUP_ATTRIBUTE", "JOB", "NORMALISED_SUMMARY", "RECORD_TYPES",
+    "STORAGE", "SUMMARY", "SYNC", "Field", "InvalidMessage", "ParsedMessage", "Record",
+    "parse_fqan", "parse_message",
+]

@@ -1,0 +1,49 @@
+"""v0.4 benchmark dicts: ``{HEPscore23: 15.3, hepspec: 11.4}`` → ``("hepscore23", 15.3)``.
+
+v0.4 messages carry the benchmark inside the value instead of a separate
+``ServiceLevelType`` line (messages.md §3.5); this module picks the one benchmark
+a record is accounted in, by the priority the existing server uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Highest priority first.
+BENCHMARK_PRIORITY = ("hepscore23", "hepspec", "si2k")
+
+# ServiceLevelType values a job record may carry (checked case-insensitively).
+VALID_SERVICE_LEVEL_TYPES = frozenset(BENCHMARK_PRIORITY)
+
+NO_VALID_BENCHMARK = "No valid benchmark type found"
+MIXTURE = "Mixture of benchmark types detected"
+
+
+def parse_benchmark_dict(value: str) -> tuple[str, float]:
+    """Return the chosen (lower-case type, value); raise ValueError with the reason.
+
+    Keys are lower-cased and must be unique; each value must be a finite number;
+    keys that are not benchmarks are ignored unless no benchmark key is present.
+    """
+    if not (value.startswith("{") and value.endswith("}")):
+        raise ValueError(f"value {value!r} is not a benchmark dict such as {{hepscore23: 15.3}}")
+    items: dict[str, float] = {}
+    body = value.strip("{}").strip()
+    for item in body.split(",") if body else ():
+        parts = item.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"benchmark dict item {item.strip()!r} is not 'key: value'")
+        key = parts[0].strip().lower()
+        if key in items:
+            raise ValueError(f"duplicate benchmark key {key!r} in {value!r}")
+        try:
+            number = float(parts[1])
+        except ValueError:
+            raise ValueError(f"Invalid float value {parts[1].strip()!r} for benchmark {key!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"benchmark {key!r} value {number!r} is not a finite number")
+        items[key] = number
+    for key in BENCHMARK_PRIORITY:
+        if key in items:
+            return key, items[key]
+    raise ValueError(f"{NO_VALID_BENCHMARK} in {value!r} (expected one of {', '.join(BENCHMARK_PRIORITY)})")

@@ -1,0 +1,86 @@
+"""Per-record-type rules that look at more than one field (messages.md §4).
+
+Each check gets the coerced record, its 1-based index in the message and the
+time the message is being parsed (UTC), and raises :class:`InvalidMessage` with a
+reason naming the record, the field, the value and the rule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES
+from apel.records.fields import UTC
+from apel.records.model import InvalidMessage, Record
+
+FUTURE_ALLOWANCE = timedelta(days=2)
+
+
+def iso(value: datetime) -> str:
+    """A datetime as it appears in reasons: ISO 8601 in UTC."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def no_check(record: Record, index: int, now: datetime) -> None:
+    """Types whose rules are all per field (sync, cloud, cloud summary, storage)."""
+
+
+def job(record: Record, index: int, now: datetime) -> None:
+    """Benchmark pair, benchmark type, EndTime ≥ StartTime, EndTime ≤ now + 2 days (UTC).
+
+    A job without ServiceLevel and ServiceLevelType is refused here, naming both
+    fields, rather than later as ``ScalingFactorUnit custom not valid`` (server.md §11 c).
+    """
+    level_type = record["ServiceLevelType"]
+    level = record["ServiceLevel"]
+    if level is None and level_type == "None":
+        raise InvalidMessage(
+            f"record {index}: fields ServiceLevelType and ServiceLevel are missing: every job record "
+            "needs its benchmark (e.g. 'ServiceLevelType: HEPSPEC' and 'ServiceLevel: 10.0', "
+            "or in v0.4 'ServiceLevel: {hepspec: 10.0}')")
+    if level is None:
+        raise InvalidMessage(
+            f"record {index}: field ServiceLevel: Unit but not value supplied for ScalingFactor "
+            f"(ServiceLevelType {level_type!r} is given without a ServiceLevel)")
+    if level_type == "None":
+        raise InvalidMessage(
+            f"record {index}: field ServiceLevelType: Unit but not value supplied for ScalingFactor "
+            f"(ServiceLevel {level!r} is given without a ServiceLevelType)")
+    if level_type.lower() not in VALID_SERVICE_LEVEL_TYPES:
+        raise InvalidMessage(
+            f"record {index}: field ServiceLevelType: value {level_type!r} is not a valid benchmark "
+            "type (si2k, HEPSPEC or HEPscore23, in any letter case)")
+    start, end = record["StartTime"], record["EndTime"]
+    if end < start:
+        raise InvalidMessage(
+            f"record {index}: field EndTime: value '{iso(end)}' is before StartTime '{iso(start)}'")
+    if end > now + FUTURE_ALLOWANCE:
+        raise InvalidMessage(
+            f"record {index}: field EndTime: value '{iso(end)}' is more than 2 days in the future "
+            f"(now is '{iso(now)}')")
+
+
+def summary(record: Record, index: int, now: datetime) -> None:
+    """The month must not be in the future; end times, when both given, lie in the month.
+
+    Used for summaries and normalised summaries.  Month/Year ranges and negative
+    durations are refused by the field ranges before this runs.
+    """
+    year, month = record["Year"], record["Month"]
+    month_start = datetime(year, month, 1, tzinfo=UTC)
+    if month_start > now:
+        raise InvalidMessage(
+            f"record {index}: field Month: {year:04d}-{month:02d} is in the future (now is '{iso(now)}')")
+    next_start = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    earliest, latest = record["EarliestEndTime"], record["LatestEndTime"]
+    if earliest is None or latest is None:
+        return
+    for name, value in (("EarliestEndTime", earliest), ("LatestEndTime", latest)):
+        if not month_start <= value <= next_start:
+            raise InvalidMessage(
+                f"record {index}: field {name}: value '{iso(value)}' is not within the stated month "
+                f"{year:04d}-{month:02d} ['{iso(month_start)}', '{iso(next_start)}']")
+    if earliest > latest:
+        raise InvalidMessage(
+            f"record {index}: field LatestEndTime: value '{iso(latest)}' is before "
+            f"EarliestEndTime '{iso(earliest)}'")

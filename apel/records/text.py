@@ -1,0 +1,71 @@
+"""APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines (§3.1, §3.2).
+
+Lines are split with ``str.partition`` (measured faster than a regular
+expression here); the precise diagnosis of a bad line only runs once a record
+is known bad.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from apel.records.build import build_record
+from apel.records.definitions import (
+    OLD_BY_HEADER,
+    OLD_BY_TYPE,
+    V04_BY_HEADER,
+    V04_BY_TYPE,
+    MessageSpec,
+)
+from apel.records.fields import UTC
+from apel.records.model import InvalidMessage, ParsedMessage
+
+HEADER_NO_COLON = "Message header is incorrect: substring not found"
+LINE_NO_COLON = "Message header is incorrect: not enough values to unpack"
+
+def route(header: str) -> MessageSpec:
+    """The spec for a header line, by the existing server's rules (§3.1)."""
+    line = header.strip()
+    kind, colon, version = line.partition(":")
+    if not colon:
+        raise InvalidMessage(f"{HEADER_NO_COLON} (no ':' in the header line {line[:200]!r})")
+    kind = kind.strip()
+    version = version.strip(": ")
+    if version == "v0.4":
+        by_type, by_header = V04_BY_TYPE, V04_BY_HEADER
+    else:
+        by_type, by_header = OLD_BY_TYPE, OLD_BY_HEADER
+    spec = by_type.get(kind) or by_header.get(line)
+    if spec is None:
+        raise InvalidMessage(f"Message header is incorrect: unknown message type {line[:200]!r}")
+    return spec
+
+
+def _line_error(chunk: str, index: int) -> InvalidMessage:
+    for number, line in enumerate(chunk.split("\n"), 1):
+        if ":" not in line:
+            return InvalidMessage(
+                f"record {index}: {LINE_NO_COLON} (line {number} of the record has no ':': {line[:200]!r})")
+    raise AssertionError("called for a record whose lines all have a ':'")
+
+
+def parse_text(body: str) -> ParsedMessage:
+    """Parse a stripped APEL text message; every record is validated or the message refused."""
+    header, _, rest = body.partition("\n")
+    spec = route(header)
+    now = datetime.now(UTC)
+    records = []
+    index = 0
+    for chunk in rest.split("%%"):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        index += 1
+        raw = {}
+        for line in chunk.split("\n"):
+            key, colon, value = line.partition(":")
+            if not colon:
+                raise _line_error(chunk, index)
+            raw[key.strip()] = value.strip()
+        records.append(build_record(spec, raw, index, now))
+    return ParsedMessage(spec.record_type, header.strip(), records)
