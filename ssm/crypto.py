@@ -888,9 +888,15 @@ def check_cert_key(certpath: str, keypath: str) -> bool:
 
 def sign(text: str, certpath: str, keypath: str) -> str:
     """Detached ``multipart/signed`` S/MIME of ``text`` (``openssl smime -sign -text``):
-    SHA-256, the signer certificate embedded, verifiable by ``openssl smime -verify``."""
+    SHA-256, the signer certificate embedded, verifiable by ``openssl smime -verify``.
+    Line breaks (CRLF, CR, LF) all become S/MIME's canonical CRLF."""
     if not isinstance(text, str):
         raise CryptoException(f"Invalid {type(text).__name__} argument to sign(): text expected")
+    # S/MIME text has CRLF line breaks only. cryptography digests a lone CR as it is but
+    # writes it out as a line break, which nobody (not even openssl) can then verify, so
+    # line breaks are normalised first; verify() hands the text back with LF.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     cert = _load_cert_file(certpath)
     key = _load_key_file(keypath)
     try:
