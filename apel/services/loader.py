@@ -213,8 +213,10 @@ class Loader:
         if result.handled:
             seconds = max(time.perf_counter() - started, 1e-9)
             log.info(
-                "Pass done: %d messages loaded (%d records, %.0f records/s), %d rejected, %d skipped",
-                result.loaded, result.records, result.records / seconds, result.rejected, result.skipped,
+                "Pass done in %.3f s: %d messages loaded (%d records, %.0f records/s), %d rejected, "
+                "%d skipped",
+                seconds, result.loaded, result.records, result.records / seconds, result.rejected,
+                result.skipped,
             )
         return result
 

@@ -1,0 +1,297 @@
+"""Loader throughput: 100 messages x 1,000 job records into MariaDB.
+
+Measured in one run, over the same realistic messages (``apel.samples``: varied
+sites, users, VOs, FQANs, benchmarks):
+
+- parse only: ``apel.records.parse_message`` on every body, in this process;
+- first load and reload (all duplicates): the real ``apeldbloader --once`` console
+  script over a dirq ``incoming`` queue filled as ssmreceive fills it (lock, get,
+  parse, one transaction, remove). Records/s come from the loader's own pass
+  timing ("Pass done in ..." log line, interpreter start-up excluded); the wall
+  time of the whole command is shown too, and peak RSS is the loader process's;
+- baseline, the existing design: the same parsed messages written with one
+  statement per record, ``REPLACE INTO JobRecords ... VALUES (SiteLookup(%s), ...)``
+  where the lookups are stored functions that select or insert (as the existing
+  schema's stored procedures do), one transaction per message, via PyMySQL.
+
+MariaDB runs from ``apel.testkit.services.MariaDB`` in a temporary directory.
+
+    .venv/bin/python -m benchmarks.bench_loader [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+import pymysql
+from dirq.queue import Queue
+
+from apel.db.schema import schema_statements
+from apel.records import parse_message
+from apel.records.model import ParsedMessage
+from apel.samples import job_records
+from apel.testkit.services import MariaDB
+
+LOADER = os.path.join(os.path.dirname(sys.executable), "apeldbloader")
+SIGNER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=bench-sender.example.org"
+JOB_FIELDS = (
+    "Site", "SubmitHost", "MachineName", "Queue", "LocalJobId", "LocalUserId", "GlobalUserName", "FQAN",
+    "VO", "VOGroup", "VORole", "WallDuration", "CpuDuration", "Processors", "NodeCount", "StartTime",
+    "EndTime", "InfrastructureDescription", "InfrastructureType", "MemoryReal", "MemoryVirtual",
+    "ServiceLevelType", "ServiceLevel",
+)
+PASS_LINE = re.compile(r"Pass done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
+LOOKUP_TABLES = ("Sites", "SubmitHosts", "MachineNames", "Queues", "DNs", "VOs", "VOGroups", "VORoles")
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def render_job_message(records: list[dict]) -> str:
+    """An APEL text job message (v0.3) as an APEL client sends it."""
+    lines = ["APEL-individual-job-message: v0.3"]
+    for record in records:
+        for key in JOB_FIELDS:
+            value = record[key]
+            if isinstance(value, dt.datetime):
+                value = int(value.timestamp())
+            lines.append(f"{key}: {value}")
+        lines.append("%%")
+    return "\n".join(lines)
+
+
+def make_messages(messages: int, per_message: int, seed: int = 42) -> list[str]:
+    records = list(job_records(messages * per_message, seed=seed, months=6))
+    return [
+        render_job_message(records[index * per_message:(index + 1) * per_message])
+        for index in range(messages)
+    ]
+
+
+# -- the loader (real console script) --------------------------------------------------
+
+
+def _write_configs(base: str, server: MariaDB, database: str) -> tuple[str, str, str]:
+    args = server.connect_args(database)
+    db_cfg = os.path.join(base, "db.cfg")
+    loader_cfg = os.path.join(base, "loader.cfg")
+    logfile = os.path.join(base, "loader.log")
+    with open(db_cfg, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[db]\nbackend = mysql\nhostname = {args['host']}\nport = {args['port']}\n"
+            f"name = {database}\nusername = {args['user']}\npassword = {args['password']}\n"
+        )
+    with open(loader_cfg, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[loader]\nmsgpath = {base}/spool\npidfile = {base}/loader.pid\ninterval = 1\n"
+            f"[logging]\nlogfile = {logfile}\nlevel = INFO\nconsole = false\n"
+        )
+    return db_cfg, loader_cfg, logfile
+
+
+def _fill_incoming(base: str, bodies: list[str]) -> None:
+    queue = Queue(os.path.join(base, "spool", "incoming"),
+                  schema={"body": "string", "signer": "string", "empaid": "string?"})
+    for index, body in enumerate(bodies):
+        queue.add({"body": body, "signer": SIGNER, "empaid": f"bench-{index}"})
+
+
+def _run_loader(base: str, db_cfg: str, loader_cfg: str, logfile: str) -> dict:
+    before = os.path.getsize(logfile) if os.path.exists(logfile) else 0
+    started = time.perf_counter()
+    proc = subprocess.Popen([LOADER, "-d", db_cfg, "-c", loader_cfg, "--once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    with open(logfile, encoding="utf-8") as handle:
+        handle.seek(before)
+        log = handle.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"apeldbloader exited {proc.returncode}: {output}\n{log[-3000:]}")
+    seconds = records = 0.0
+    for match in PASS_LINE.finditer(log):
+        seconds += float(match.group(1))
+        records += int(match.group(3))
+    return {"seconds": seconds, "records": int(records), "wall": wall, "rss_mb": usage.ru_maxrss / 1024}
+
+
+# -- the baseline: one statement per record ------------------------------------------
+
+
+def _create_schema(server: MariaDB, database: str) -> dict:
+    server.create_database(database)
+    args = server.connect_args(database)
+    connection = pymysql.connect(**args)
+    try:
+        with connection.cursor() as cursor:
+            for statement in schema_statements("mysql"):
+                cursor.execute(statement)
+        connection.commit()
+    finally:
+        connection.close()
+    return args
+
+
+def _create_lookup_functions(args: dict) -> None:
+    """Stored select-or-insert lookups, as the existing schema has (SiteLookup, ...)."""
+    connection = pymysql.connect(**args)
+    try:
+        with connection.cursor() as cursor:
+            for table in LOOKUP_TABLES:
+                cursor.execute(
+                    f"CREATE FUNCTION Lookup{table}(lookup VARCHAR(255)) RETURNS INT MODIFIES SQL DATA "
+                    f"BEGIN DECLARE result INT; "
+                    f"SET result = (SELECT id FROM {table} WHERE name = lookup); "
+                    f"IF result IS NULL THEN INSERT INTO {table} (name) VALUES (lookup); "
+                    f"SET result = LAST_INSERT_ID(); END IF; RETURN result; END"  # noqa: S608 - fixed names
+                )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+BASELINE_REPLACE = (
+    "REPLACE INTO JobRecords (SiteID, SubmitHostID, MachineNameID, QueueID, LocalJobId, LocalUserId, "
+    "GlobalUserNameID, FQAN, VOID, VOGroupID, VORoleID, WallDuration, CpuDuration, Processors, NodeCount, "
+    "StartTime, EndTime, EndYear, EndMonth, InfrastructureDescription, InfrastructureType, MemoryReal, "
+    "MemoryVirtual, ServiceLevelType, ServiceLevel, PublisherDNID) VALUES (LookupSites(%s), "
+    "LookupSubmitHosts(%s), LookupMachineNames(%s), LookupQueues(%s), %s, %s, LookupDNs(%s), %s, "
+    "LookupVOs(%s), LookupVOGroups(%s), LookupVORoles(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, LookupDNs(%s))"
+)
+
+
+def _naive_utc(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _baseline_params(record: dict, publisher: str) -> tuple:
+    end = _naive_utc(record["EndTime"])
+    return (
+        record["Site"], record["SubmitHost"], record["MachineName"], record["Queue"], record["LocalJobId"],
+        record["LocalUserId"], record["GlobalUserName"], record["FQAN"], record["VO"], record["VOGroup"],
+        record["VORole"], record["WallDuration"], record["CpuDuration"], record["Processors"] or 0,
+        record["NodeCount"] or 0, _naive_utc(record["StartTime"]), end, end.year, end.month,
+        record["InfrastructureDescription"], record["InfrastructureType"], record["MemoryReal"],
+        record["MemoryVirtual"], record["ServiceLevelType"], round(record["ServiceLevel"], 3), publisher,
+    )
+
+
+def _baseline_load(args: dict, bodies: list[str]) -> float:
+    """Parse and write each message with one REPLACE per record; return the seconds."""
+    connection = pymysql.connect(**args, autocommit=False)
+    try:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for body in bodies:
+                message: ParsedMessage = parse_message(body)
+                for record in message.records:
+                    cursor.execute(BASELINE_REPLACE, _baseline_params(record, SIGNER))
+                connection.commit()
+        return time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
+    """Measure every phase; one dict per row of the table."""
+    messages, per_message = (10, 1000) if quick else (100, 1000)
+    own_base = base is None
+    base = base or tempfile.mkdtemp(prefix="bench-loader-")
+    server = MariaDB(os.path.join(base, "mariadb")).start()
+    try:
+        bodies = make_messages(messages, per_message)
+        total = messages * per_message
+        rows: list[dict] = []
+
+        started = time.perf_counter()
+        parsed = sum(len(parse_message(body).records) for body in bodies)
+        seconds = time.perf_counter() - started
+        assert parsed == total, (parsed, total)
+        rows.append({"phase": "parse only (in process)", "records": total, "seconds": seconds})
+
+        loader_dir = os.path.join(base, "loader")
+        os.makedirs(loader_dir)
+        _create_schema(server, "apel_bench")
+        configs = _write_configs(loader_dir, server, "apel_bench")
+        for phase in ("first load (apeldbloader --once)", "reload, all duplicates (apeldbloader --once)"):
+            _fill_incoming(loader_dir, bodies)
+            result = _run_loader(loader_dir, *configs)
+            assert result["records"] == total, result
+            rows.append({"phase": phase, "records": total, "seconds": result["seconds"],
+                         "wall": result["wall"], "rss_mb": result["rss_mb"]})
+
+        args = _create_schema(server, "apel_baseline")
+        _create_lookup_functions(args)
+        for phase in ("baseline first load (1 statement/record)", "baseline reload (1 statement/record)"):
+            rows.append({"phase": phase, "records": total, "seconds": _baseline_load(args, bodies)})
+        _check_same_content(server)
+        for row in rows:
+            row["records_per_s"] = row["records"] / row["seconds"]
+        baseline = {"first": rows[3]["records_per_s"], "reload": rows[4]["records_per_s"]}
+        rows[1]["speedup"] = rows[1]["records_per_s"] / baseline["first"]
+        rows[2]["speedup"] = rows[2]["records_per_s"] / baseline["reload"]
+        return rows
+    finally:
+        server.stop()
+        if own_base:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _check_same_content(server: MariaDB) -> None:
+    """Both designs must have stored the same jobs (else the comparison is void)."""
+    counts = {}
+    for database in ("apel_bench", "apel_baseline"):
+        connection = pymysql.connect(**server.connect_args(database))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*), SUM(WallDuration), SUM(ServiceLevel) FROM JobRecords")
+                counts[database] = cursor.fetchone()
+        finally:
+            connection.close()
+    if counts["apel_bench"] != counts["apel_baseline"]:
+        raise RuntimeError(f"the loader and the baseline stored different data: {counts}")
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| phase | records | seconds | records/s | speed-up vs baseline | loader wall time | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        speedup = f"{row['speedup']:.1f}x" if "speedup" in row else ""
+        wall = f"{row['wall']:.2f} s" if "wall" in row else ""
+        rss = f"{row['rss_mb']:.0f} MB" if "rss_mb" in row else ""
+        lines.append(
+            f"| {row['phase']} | {row['records']:,} | {row['seconds']:.2f} | {row['records_per_s']:,.0f} "
+            f"| {speedup} | {wall} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 messages instead of 100")
+    args = parser.parse_args()
+    rows = run(quick=args.quick)
+    print(f"Loader, {rows[0]['records']:,} job records in messages of 1,000, "  # noqa: T201
+          f"{os.cpu_count()} CPUs, MariaDB (testkit)\n")
+    print(table(rows))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
