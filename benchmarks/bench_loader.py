@@ -149,18 +149,20 @@ def _create_lookup_functions(args: dict) -> None:
     try:
         with connection.cursor() as cursor:
             for table in LOOKUP_TABLES:
-                cursor.execute(
-                    f"CREATE FUNCTION Lookup{table}(lookup VARCHAR(255)) RETURNS INT MODIFIES SQL DATA "
-                    f"BEGIN DECLARE result INT; "
-                    f"SET result = (SELECT id FROM {table} WHERE name = lookup); "
-                    f"IF result IS NULL THEN INSERT INTO {table} (name) VALUES (lookup); "
-                    f"SET result = LAST_INSERT_ID(); END IF; RETURN result; END"  # noqa: S608 - fixed names
-                )
+                cursor.execute(LOOKUP_FUNCTION.format(table=table))
         connection.commit()
     finally:
         connection.close()
 
 
+# Fixed table names only (LOOKUP_TABLES), never data.
+LOOKUP_FUNCTION = (
+    "CREATE FUNCTION Lookup{table}(lookup VARCHAR(255)) RETURNS INT MODIFIES SQL DATA "
+    "BEGIN DECLARE result INT; "
+    "SET result = (SELECT id FROM {table} WHERE name = lookup); "
+    "IF result IS NULL THEN INSERT INTO {table} (name) VALUES (lookup); "
+    "SET result = LAST_INSERT_ID(); END IF; RETURN result; END"
+)
 BASELINE_REPLACE = (
     "REPLACE INTO JobRecords (SiteID, SubmitHostID, MachineNameID, QueueID, LocalJobId, LocalUserId, "
     "GlobalUserNameID, FQAN, VOID, VOGroupID, VORoleID, WallDuration, CpuDuration, Processors, NodeCount, "
