@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Union
 
 from apel.records.benchmark import MIXTURE, parse_benchmark_dict
 from apel.records.definitions import FQAN_ALWAYS, MessageSpec
@@ -18,11 +18,12 @@ from apel.records.fqan import parse_fqan
 from apel.records.model import InvalidMessage, Record
 
 
-def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: int, now: datetime) -> Record:
+def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, str], now: datetime) -> Record:
     """Coerce, derive and check one record; raise InvalidMessage naming what is wrong.
 
     ``raw`` holds message text (str) per key, or values the XML parsers already
-    typed (int durations, datetimes).  ``index`` is the 1-based record number.
+    typed (int durations, datetimes).  ``index`` is the 1-based record number
+    (or a label such as ``2 GroupAttribute 1`` for StAR group attributes).
     """
     accepted = spec.accepted
     if not accepted.issuperset(raw):

@@ -1,0 +1,107 @@
+"""Safe XML parsing and the ISO 8601 forms used by CAR and StAR (messages.md §5).
+
+Messages come from remote sites, so the parser refuses DTDs, entity expansion
+and external entities (defusedxml) and bodies above a size limit, before any
+record is looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+import defusedxml.ElementTree
+
+from apel.records.fields import UTC
+from apel.records.model import InvalidMessage
+
+MAX_XML_CHARS = 64 * 1024 * 1024
+
+_ISO_DATETIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,]\d+)?)?)?"
+    r"(Z|[+-]\d\d(?::?\d\d)?)?",
+    re.ASCII,
+)
+_ISO_DURATION = re.compile(
+    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:[.,]\d*)?)S)?)?",
+    re.ASCII,
+)
+# Y = 365 days, M (month) = 2,628,000 s, W = 7 days, as the existing server counts (§5.3).
+_DURATION_UNITS = (365 * 86400, 2_628_000, 7 * 86400, 86400, 3600, 60)
+
+
+def parse_document(text: str) -> Element:
+    """The root element of a stripped XML body, or InvalidMessage saying why not."""
+    if len(text) > MAX_XML_CHARS:
+        raise InvalidMessage(
+            f"XML message of {len(text)} characters is larger than the limit of {MAX_XML_CHARS}")
+    try:
+        return defusedxml.ElementTree.fromstring(text, forbid_dtd=True)
+    except defusedxml.DTDForbidden:
+        raise InvalidMessage("XML message refused: it contains a DTD (not allowed: entity expansion "
+                             "and external entities are refused)") from None
+    except defusedxml.EntitiesForbidden:
+        raise InvalidMessage("XML message refused: it declares entities (not allowed)") from None
+    except defusedxml.ExternalReferenceForbidden:
+        raise InvalidMessage(
+            "XML message refused: it references an external resource (not allowed)") from None
+    except ParseError as exc:
+        raise InvalidMessage(f"XML is malformed: {exc}") from None
+
+
+def namespace_of(element: Element) -> str:
+    """The namespace URI of an ElementTree tag (``{uri}local``), or ''."""
+    tag = element.tag
+    return tag[1:].partition("}")[0] if tag.startswith("{") else ""
+
+
+def text_of(element: Element) -> str:
+    """The element's own text (not its children's), stripped, as the existing server reads it."""
+    parts = [element.text or ""]
+    parts.extend(child.tail or "" for child in element)
+    return "".join(parts).strip()
+
+
+def attribute(element: Element, namespace: str, name: str) -> Optional[str]:
+    """An attribute written with the record namespace's prefix (``urf:type``) or without one."""
+    value = element.get(f"{{{namespace}}}{name}")
+    return element.get(name) if value is None else value
+
+
+def parse_iso_datetime(value: str) -> datetime:
+    """ISO 8601 date-time; an offset is converted to UTC, none means UTC.
+
+    Fractional seconds are dropped: the columns hold whole seconds and MariaDB
+    would truncate them too.
+    """
+    m = _ISO_DATETIME.fullmatch(value)
+    if m is None:
+        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}")
+    year, month, day, hour, minute, second, offset = m.groups()
+    tz = UTC
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        tz = timezone(-delta if offset[0] == "-" else delta)
+    try:
+        parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                          int(second or 0), tzinfo=tz)
+    except ValueError as exc:
+        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}: {exc}") from None
+    return parsed.astimezone(UTC)
+
+
+def parse_iso_duration(value: str) -> int:
+    """ISO 8601 duration in whole seconds; fractional seconds are rounded (§5.3)."""
+    m = _ISO_DURATION.fullmatch(value)
+    if m is None:
+        raise ValueError(f"Invalid ISO 8601 duration value {value!r}")
+    *counts, seconds = m.groups()
+    total = sum(int(count) * unit for count, unit in zip(counts, _DURATION_UNITS) if count)
+    if seconds:
+        total += round(float(seconds.replace(",", ".")))
+    return total
