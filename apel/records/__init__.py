@@ -27,7 +27,10 @@ from apel.records.model import (
     ParsedMessage,
     Record,
 )
+from apel.records.render import render_message
+from apel.records.render_xml import render_car, render_star
 from apel.records.text import parse_text
+from apel.records.xml_parse import parse_xml
 
 
 def parse_message(body: str) -> ParsedMessage:
@@ -38,8 +41,6 @@ def parse_message(body: str) -> ParsedMessage:
     """
     text = body.strip()
     if text.startswith("<"):
-        from apel.records.xml_parse import parse_xml
-
         return parse_xml(text)
     return parse_text(text)
 
@@ -47,5 +48,5 @@ def parse_message(body: str) -> ParsedMessage:
 __all__ = [
     "CLOUD", "CLOUD_SUMMARY", "FIELDS", "GROUP_ATTRIBUTE", "JOB", "NORMALISED_SUMMARY", "RECORD_TYPES",
     "STORAGE", "SUMMARY", "SYNC", "Field", "InvalidMessage", "ParsedMessage", "Record",
-    "parse_fqan", "parse_message",
+    "parse_fqan", "parse_message", "render_car", "render_message", "render_star",
 ]

@@ -69,12 +69,12 @@ def _raw_record(record: Element, index: int) -> dict[str, Any]:
         for name, attr in (("InfrastructureDescription", "description"), ("InfrastructureType", "type")):
             value = attribute(infrastructure, CAR_NS, attr)
             if value is not None:
-                raw[name] = value
+                raw[name] = value.strip()
     service_level = _first(record, "ServiceLevel")
     if service_level is not None:
         level_type = attribute(service_level, CAR_NS, "type")
         if level_type is not None:
-            raw["ServiceLevelType"] = level_type
+            raw["ServiceLevelType"] = level_type.strip()
     for memory in record.findall(f".//{_Q}Memory"):
         name = _MEMORY.get(attribute(memory, CAR_NS, "type") or "")
         unit = attribute(memory, CAR_NS, "storageUnit")
