@@ -889,27 +889,60 @@ def check_cert_key(certpath: str, keypath: str) -> bool:
 def sign(text: str, certpath: str, keypath: str) -> str:
     """Detached ``multipart/signed`` S/MIME of ``text`` (``openssl smime -sign -text``):
     SHA-256, the signer certificate embedded, verifiable by ``openssl smime -verify``.
-    Line breaks (CRLF, CR, LF) all become S/MIME's canonical CRLF."""
+    Line breaks (CRLF, CR, LF) all become S/MIME's canonical CRLF.
+
+    cryptography makes the signature; the MIME around it is assembled here because
+    cryptography's S/MIME writer (Python's email generator) costs more than the
+    signature itself for large messages.
+    """
     if not isinstance(text, str):
         raise CryptoException(f"Invalid {type(text).__name__} argument to sign(): text expected")
-    # S/MIME text has CRLF line breaks only. cryptography digests a lone CR as it is but
-    # writes it out as a line break, which nobody (not even openssl) can then verify, so
-    # line breaks are normalised first; verify() hands the text back with LF.
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     cert = _load_cert_file(certpath)
     key = _load_key_file(keypath)
+    data = text.encode("utf-8")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    content = b"Content-Type: text/plain\r\n\r\n" + data.replace(b"\n", b"\r\n")
     try:
-        signed = (
+        der = (
             pkcs7.PKCS7SignatureBuilder()
-            .set_data(text.encode("utf-8"))
+            .set_data(content)
             .add_signer(cert, key, hashes.SHA256())
-            .sign(serialization.Encoding.SMIME,
-                  [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Text])
+            .sign(serialization.Encoding.DER,
+                  [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
         )
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise CryptoException(f"signing failed: {e}") from e
-    return signed.decode("utf-8")
+    boundary = _boundary(content)
+    head = (
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/signed; protocol="application/x-pkcs7-signature"; micalg="sha-256"; '
+        f'boundary="{boundary}"\r\n\r\n'
+        "This is an S/MIME signed message\r\n\r\n"
+        f"--{boundary}\r\n"
+    ).encode("ascii")
+    tail = (
+        f"\r\n--{boundary}\r\n"
+        'Content-Type: application/x-pkcs7-signature; name="smime.p7s"\r\n'
+        "Content-Transfer-Encoding: base64\r\n"
+        'Content-Disposition: attachment; filename="smime.p7s"\r\n\r\n'
+    ).encode("ascii") + _base64_lines(der, b"\r\n") + f"\r\n--{boundary}--\r\n".encode("ascii")
+    return (head + content + tail).decode("utf-8")
+
+
+def _boundary(content: bytes) -> str:
+    """A random MIME boundary that does not occur in ``content``."""
+    while True:
+        boundary = "----" + os.urandom(16).hex().upper()
+        if boundary.encode("ascii") not in content:
+            return boundary
+
+
+def _base64_lines(der: bytes, newline: bytes) -> bytes:
+    """Base64 in 64-column lines (as openssl writes it), each line ended by ``newline``."""
+    encoded = base64.b64encode(der)
+    lines = [encoded[i:i + 64] for i in range(0, len(encoded), 64)]
+    return newline.join(lines) + newline
 
 
 def verify(signed_text: str, capath: str, check_crl: bool) -> tuple[str, str]:
@@ -946,8 +979,9 @@ _CIPHERS = {"aes128": algorithms.AES128, "aes256": algorithms.AES256}
 
 
 def encrypt(text: str, certpath: str, cipher: str = "aes128") -> str:
-    """``application/x-pkcs7-mime`` enveloped-data for the holder of ``certpath``
-    (``openssl smime -encrypt``); bytes are kept exactly (no LF→CRLF)."""
+    """``application/x-pkcs7-mime`` enveloped-data for the holder of ``certpath``, as
+    ``openssl smime -encrypt`` writes it; the bytes are kept exactly (no LF→CRLF), so
+    ``openssl smime -decrypt`` returns the text byte for byte."""
     if not isinstance(text, str):
         raise CryptoException(f"Invalid {type(text).__name__} argument to encrypt(): text expected")
     algorithm = _CIPHERS.get(str(cipher).lower())
@@ -958,28 +992,40 @@ def encrypt(text: str, certpath: str, cipher: str = "aes128") -> str:
         raise CryptoException(f"Invalid cipher {cipher}: use one of {supported}")
     cert = _load_cert_file(certpath)
     try:
-        out = (
+        der = (
             pkcs7.PKCS7EnvelopeBuilder()
             .set_data(text.encode("utf-8"))
             .add_recipient(cert)
             .set_content_encryption_algorithm(algorithm)
-            .encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
+            .encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
         )
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise CryptoException(f"encryption failed: {e}") from e
-    return out.decode("ascii")
+    head = (
+        b"MIME-Version: 1.0\n"
+        b'Content-Disposition: attachment; filename="smime.p7m"\n'
+        b'Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\n'
+        b"Content-Transfer-Encoding: base64\n\n"
+    )
+    return (head + _base64_lines(der, b"\n")).decode("ascii")
 
 
 def decrypt(encrypted_text: str, certpath: str, keypath: str) -> str:
     """The plaintext of an enveloped-data message, byte for byte as encrypted."""
     if not isinstance(encrypted_text, str):
         raise CryptoException(f"Invalid {type(encrypted_text).__name__} argument to decrypt()")
-    if not is_encrypted(encrypted_text):
-        raise CryptoException("message is not S/MIME encrypted (no enveloped-data Content-Type)")
+    data = encrypted_text.encode("utf-8", "surrogateescape")
+    try:
+        mime_type, params, headers, body = _top_level(data)
+    except CryptoException:
+        raise CryptoException("message is not S/MIME encrypted (no MIME header)") from None
+    if mime_type not in _PKCS7_MIME or _pkcs7_kind(params, data, body) != "enveloped-data":
+        raise CryptoException(f"message is not S/MIME encrypted (Content-Type: {mime_type})")
+    der = _decode_base64(data[body:], headers)
     cert = _load_cert_file(certpath)
     key = _load_key_file(keypath)
     try:
-        plain = pkcs7.pkcs7_decrypt_smime(encrypted_text.encode("ascii", "replace"), cert, key, [])
+        plain = pkcs7.pkcs7_decrypt_der(der, cert, key, [])
     except UnsupportedAlgorithm as e:
         raise CryptoException(f"decryption failed: unsupported cipher: {e}") from e
     except (ValueError, TypeError) as e:

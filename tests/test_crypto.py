@@ -70,8 +70,8 @@ class TestSign:
         assert crypto.verify(signed, pki.capath, True) == (APEL_MESSAGE, host.dn)
 
     def test_format_is_detached_multipart_with_text_part(self, signed):
-        head = signed.split("\n\n", 1)[0]
-        assert "MIME-Version: 1.0" in head
+        head = signed.replace("\r\n", "\n").split("\n\n", 1)[0]
+        assert head.startswith("MIME-Version: 1.0\n")
         assert "multipart/signed" in head and 'micalg="sha-256"' in head
         assert "Content-Type: text/plain\r\n\r\nAPEL-individual-job-message: v0.3\r\n" in signed
         assert 'name="smime.p7s"' in signed
@@ -379,6 +379,7 @@ class TestEncryption:
         for cipher in ("aes128", "aes256"):
             encrypted = crypto.encrypt(signed, server.cert_path, cipher)
             assert crypto.is_encrypted(encrypted)
+            assert "Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data;" in encrypted
             out = openssl(decrypt_args(server), encrypted)
             assert out.returncode == 0, out.stderr
             assert out.stdout == signed.encode("utf-8")
@@ -444,7 +445,9 @@ class TestEncryption:
         encrypted = crypto.encrypt("x", server.cert_path)
         assert crypto.is_encrypted(encrypted)
         # Without the smime-type parameter, the ContentInfo OID decides.
-        assert crypto.is_encrypted(encrypted.replace('smime-type="enveloped-data"; ', ""))
+        without = encrypted.replace("smime-type=enveloped-data; ", "")
+        assert without != encrypted and crypto.is_encrypted(without)
+        assert crypto.decrypt(without, server.cert_path, server.key_path) == "x"
 
 
 # -- certificate checks ------------------------------------------------------------------
