@@ -440,11 +440,15 @@ def _validate(
     if problem:
         raise CryptoException(problem)
     store = _ca_store(capath)
-    chain = _build_chain(cert, store, extra or [], what)
+    try:
+        chain = _build_chain(cert, store, extra or [], what)
+    except CryptoException:
+        # Perhaps a CA file was replaced in place since the scan: look again before refusing.
+        store = _ca_store(capath, reload=True)
+        chain = _build_chain(cert, store, extra or [], what)
     used: list[object] = list(chain[1:])
     if check_crls:
-        crls = [_current_crl(c, store, now) for c in chain[1:]]
-        used += crls
+        used += [crl for ca in chain[1:] for crl in store.crls_by_issuer.get(ca.subject, ())]
     if not store.is_fresh(used):
         # A CA or CRL file changed in place since the directory was scanned.
         store = _ca_store(capath, reload=True)
@@ -618,7 +622,12 @@ def _multipart_parts(data: bytes, body: int, boundary: str) -> list[bytes]:
 
 
 def _canonical(content: bytes) -> bytes:
-    """CRLF line endings, as the signer digested them (mail transport may have made LF)."""
+    """CRLF line endings, as the signer digested them (mail transport may have made LF).
+
+    Counting is much cheaper than replacing, and the content is usually canonical already.
+    """
+    if content.count(b"\n") == content.count(b"\r\n"):
+        return content
     return content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -899,6 +908,8 @@ def sign(text: str, certpath: str, keypath: str) -> str:
         raise CryptoException(f"Invalid {type(text).__name__} argument to sign(): text expected")
     cert = _load_cert_file(certpath)
     key = _load_key_file(keypath)
+    if cert.public_key() != key.public_key():
+        raise CryptoException(f"certificate {certpath} does not match private key {keypath}")
     data = text.encode("utf-8")
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

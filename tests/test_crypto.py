@@ -95,6 +95,10 @@ class TestSign:
         out = openssl(["smime", "-verify", "-noverify", "-text"], signed)
         assert out.returncode == 0 and out.stdout.replace(b"\r\n", b"\n").decode("utf-8") == text
 
+    def test_mismatched_key(self, host, server):
+        with pytest.raises(CryptoException, match="does not match private key"):
+            crypto.sign("x", host.cert_path, server.key_path)
+
     def test_unreadable_key(self, host, tmp_path):
         with pytest.raises(CryptoException, match="cannot read private key"):
             crypto.sign("x", host.cert_path, str(tmp_path / "missing.key"))
