@@ -153,6 +153,7 @@ class Receiver:
         else:
             self.slots = [_Slot(list(brokers))]
         self._work: queue.Queue = queue.Queue()
+        self._decided: queue.Queue = queue.Queue(maxsize=8)
         self._reload = threading.Event()
         self._worker_stop = threading.Event()
         self.stored = 0
@@ -168,7 +169,8 @@ class Receiver:
 
     # -- worker thread --------------------------------------------------------------------
 
-    def _worker(self) -> None:
+    def _decider(self) -> None:
+        """Decrypt/verify batches of received messages (CPU), hand them to the storer."""
         while not self._worker_stop.is_set():
             try:
                 first = self._work.get(timeout=0.2)
@@ -180,19 +182,40 @@ class Receiver:
                     batch.append(self._work.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self._process(batch)
-            except Exception:  # keep the worker alive; unacked messages come back
-                log.exception("Unexpected error processing a batch; its messages are not acknowledged")
-                for link, _headers, _body in batch:
-                    self._reset_link(link, "processing failed")
+            decided = [
+                (link, headers, handle_message(headers, body, self.options, self.allowed))
+                for link, headers, body in batch
+                if link.alive  # else unacked: the broker delivers it again on the next connection
+            ]
+            if decided:
+                self._decided.put(decided)
 
-    def _process(self, batch: list[tuple[StompLink, dict, object]]) -> None:
-        todo = []
-        for link, headers, body in batch:
-            if not link.alive:
-                continue  # unacked: the broker delivers it again on the next connection
-            todo.append((link, headers, handle_message(headers, body, self.options, self.allowed)))
+    def _storer(self, decider: threading.Thread) -> None:
+        """Write decided messages durably (I/O), then acknowledge them.
+
+        Runs beside the decider so that fsyncs overlap with verification; whatever
+        has been decided when a stop is requested is still written and acked.
+        """
+        while True:
+            try:
+                todo = self._decided.get(timeout=0.2)
+            except queue.Empty:
+                if not decider.is_alive():
+                    return
+                continue
+            while len(todo) < 4 * self.options.batch_size:
+                try:
+                    todo.extend(self._decided.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._store(todo)
+            except Exception:  # keep storing; unacked messages come back
+                log.exception("Unexpected error storing a batch; its messages are not acknowledged")
+                for link, _headers, _decision in todo:
+                    self._reset_link(link, "storing failed")
+
+    def _store(self, todo: list[tuple[StompLink, dict, Decision]]) -> None:
         written: list[tuple[StompLink, dict]] = []
         for target, store in (("incoming", self.incoming), ("reject", self.reject)):
             group = [(link, headers, d) for link, headers, d in todo if d.target == target]
@@ -270,8 +293,10 @@ class Receiver:
     def run(self, stop: threading.Event) -> int:
         log.info("Receiving from %s on %s", self.options.destination,
                  ", ".join(str(s) for s in self.slots))
-        worker = threading.Thread(target=self._worker, name="ssm-store", daemon=True)
-        worker.start()
+        decider = threading.Thread(target=self._decider, name="ssm-verify", daemon=True)
+        decider.start()
+        storer = threading.Thread(target=self._storer, args=(decider,), name="ssm-store", daemon=True)
+        storer.start()
         next_refresh = time.monotonic() + self.options.dn_refresh
         try:
             while not stop.is_set():
@@ -286,7 +311,8 @@ class Receiver:
         finally:
             log.info("Received the shutdown signal; finishing the current batch")
             self._worker_stop.set()
-            worker.join(timeout=60)
+            decider.join(timeout=60)
+            storer.join(timeout=60)
             for slot in self.slots:
                 if slot.link is not None:
                     slot.link.close()

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import multiprocessing
+import os
 import threading
 import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -48,6 +51,33 @@ class SenderOptions:
     connect_timeout: float = 10.0
     heartbeats: tuple[int, int] = (5000, 5000)
     persistent: bool = True
+    sign_workers: int = 0  # 0: one process per CPU for big queues, in-thread for small ones
+
+
+# Below this many messages, starting worker processes costs more than it saves.
+POOL_THRESHOLD = 100
+
+
+def sign_message(
+    text: str, certificate: str, key: str, server_cert: Optional[str]
+) -> tuple[Optional[str], str]:
+    """(S/MIME body, "") or (None, why): every crypto step checked, never an empty body.
+
+    Top-level so that a worker process can run it.
+    """
+    from ssm import crypto
+
+    try:
+        body = crypto.sign(text, certificate, key)
+        if not body or not any(marker in body for marker in SMIME_MARKERS):
+            return None, "signing produced no S/MIME document"
+        if server_cert:
+            body = crypto.encrypt(body, server_cert)
+            if not body or not any(marker in body for marker in SMIME_MARKERS):
+                return None, "encryption produced no S/MIME document"
+    except crypto.CryptoException as exc:
+        return None, f"could not be signed or encrypted: {exc}"
+    return body, ""
 
 
 class _Prepared:
@@ -85,9 +115,8 @@ class Sender:
 
     # -- preparation (a separate thread) -------------------------------------------------
 
-    def _prepare_one(self, name: str) -> Optional[_Prepared]:
-        from ssm import crypto
-
+    def _read(self, name: str) -> Optional[str]:
+        """Lock and read one message; None (set aside or skipped) when it cannot be sent."""
         if not self.queue.lock(name):
             log.warning("Message was locked. %s will not be sent.", name)
             self._locked_elsewhere += 1
@@ -102,16 +131,11 @@ class Sender:
             return self._set_aside(name, f"is not valid UTF-8 text ({exc.reason} at byte {exc.start})")
         if not text.strip():
             return self._set_aside(name, "is empty")
-        try:
-            body = crypto.sign(text, self.options.certificate, self.options.key)
-            if not body or not any(marker in body for marker in SMIME_MARKERS):
-                return self._set_aside(name, "signing produced no S/MIME document")
-            if self.options.server_cert:
-                body = crypto.encrypt(body, self.options.server_cert)
-                if not body or not any(marker in body for marker in SMIME_MARKERS):
-                    return self._set_aside(name, "encryption produced no S/MIME document")
-        except crypto.CryptoException as exc:
-            return self._set_aside(name, f"could not be signed or encrypted: {exc}")
+        return text
+
+    def _finish(self, name: str, body: Optional[str], problem: str) -> Optional[_Prepared]:
+        if body is None:
+            return self._set_aside(name, problem)
         size = len(body.encode("utf-8"))
         if self.options.max_message_size and size > self.options.max_message_size:
             return self._set_aside(
@@ -133,29 +157,60 @@ class Sender:
         except OSError as exc:
             log.warning("Cannot unlock %s: %s", name, exc)
 
-    def _prepare_all(self, names: list[str]) -> None:
+    def _prepare_all(self, names: list[str], pool: Optional[Executor]) -> None:
+        """Read and sign messages ahead of the send window, in queue order."""
         ahead = max(2 * self.options.window, 4)
+        pending: collections.deque[tuple[str, Future]] = collections.deque()
+        opts = self.options
+
+        def collect(block: bool) -> None:
+            while pending and (block or pending[0][1].done()):
+                name, future = pending.popleft()
+                try:
+                    body, problem = future.result()
+                except Exception as exc:  # a dead worker process, a pickling problem...
+                    body, problem = None, f"could not be signed: {exc!r}"
+                self._publish(self._finish(name, body, problem))
+
         try:
             for name in names:
                 with self._cv:
                     while len(self._ready) >= ahead and not self._stop_preparing:
                         self._cv.wait(0.5)
                     if self._stop_preparing:
-                        return
+                        break
                 try:
-                    item = self._prepare_one(name)
+                    text = self._read(name)
+                    if text is None:
+                        continue
+                    if pool is None:
+                        self._publish(self._finish(name, *sign_message(
+                            text, opts.certificate, opts.key, opts.server_cert)))
+                    else:
+                        pending.append((name, pool.submit(
+                            sign_message, text, opts.certificate, opts.key, opts.server_cert)))
+                        collect(block=len(pending) > 4 * getattr(pool, "_max_workers", 2))
                 except Exception as exc:  # never let one message kill the run silently
                     log.exception("Unexpected error preparing %s", name)
                     self._set_aside(name, f"failed unexpectedly: {exc}")
-                    item = None
-                if item is not None:
-                    with self._cv:
-                        self._ready.append(item)
-                        self._cv.notify_all()
+            collect(block=True)
         finally:
+            for name, future in pending:  # only left after a stop request
+                future.cancel()
+                self._unlock(name)
             with self._cv:
                 self._prepared_all = True
                 self._cv.notify_all()
+
+    def _publish(self, item: Optional[_Prepared]) -> None:
+        if item is None:
+            return
+        with self._cv:
+            if self._stop_preparing:
+                self._unlock(item.name)
+                return
+            self._ready.append(item)
+            self._cv.notify_all()
 
     # -- broker -------------------------------------------------------------------------
 
@@ -196,11 +251,15 @@ class Sender:
             log.info("No messages found to send.")
             return 0
         log.info("Found %d messages.", len(names))
+        pool = self._start_pool(len(names))
         try:
             self._link = self._connect()
         except LinkError as exc:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             raise FatalError(f"Attempts to start the SSM failed: {exc}") from None
-        preparer = threading.Thread(target=self._prepare_all, args=(names,), name="ssm-sign", daemon=True)
+        preparer = threading.Thread(target=self._prepare_all, args=(names, pool), name="ssm-sign",
+                                    daemon=True)
         preparer.start()
         in_flight: collections.OrderedDict[str, _Prepared] = collections.OrderedDict()
         failure = None
@@ -211,6 +270,8 @@ class Sender:
                 self._stop_preparing = True
                 self._cv.notify_all()
             preparer.join()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             leftover = list(in_flight) + [item.name for item in self._ready]
             for name in leftover:
                 self._unlock(name)
@@ -233,6 +294,19 @@ class Sender:
             log.warning("%d locked messages were skipped (another run holds them, or a stale lock "
                         "that the next purge releases)", self._locked_elsewhere)
         return self.sent
+
+    def _start_pool(self, count: int) -> Optional[Executor]:
+        """Worker processes for signing (started before any thread exists, so fork is safe)."""
+        workers = self.options.sign_workers or (os.cpu_count() or 1)
+        if self.options.sign_workers == 0 and count < POOL_THRESHOLD:
+            workers = 1
+        if workers <= 1:
+            return None
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:
+            future.result()
+        log.debug("Signing in %d worker processes", workers)
+        return pool
 
     def _send_loop(self, in_flight: collections.OrderedDict[str, _Prepared]) -> Optional[str]:
         """Keep the window full and collect receipts; the failure line, or None when done."""

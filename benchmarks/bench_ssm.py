@@ -1,0 +1,166 @@
+"""End-to-end SSM throughput: outgoing queue -> ssmsend -> ActiveMQ (TLS) -> ssmreceive -> incoming.
+
+Runs the real console scripts against a broker started with ``apel.testkit`` (STOMP
+over TLS with client certificates), with 10 KB messages. The clock starts when
+ssmsend starts (the receiver is already subscribed) and stops when the last
+message is fsync'd into ``incoming``. The same run measures a one-in-flight
+baseline (``send_window: 1``), which is how the existing SSM sends.
+
+    .venv/bin/python -m benchmarks.bench_ssm [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Optional
+
+from apel.testkit.pki import TestPKI
+from apel.testkit.services import ActiveMQ
+from ssm.queues import DirqOutgoingQueue, open_incoming
+
+BIN = os.path.dirname(sys.executable)
+MESSAGE_SIZE = 10 * 1024
+
+
+def _body(index: int, size: int) -> str:
+    head = f"APEL-individual-job-message: v0.3\nSite: BENCH-{index}\n"
+    line = f"Record {index:06d} " + "x" * 60 + "\n"
+    return (head + line * max(0, (size - len(head)) // len(line)) + "%%").rstrip()
+
+
+def _cfg(path: str, sections: dict[str, dict[str, str]]) -> str:
+    with open(path, "w", encoding="utf-8") as handle:
+        for section, values in sections.items():
+            handle.write(f"[{section}]\n" + "".join(f"{k}: {v}\n" for k, v in values.items()) + "\n")
+    return path
+
+
+def _wait_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int]:
+    """(exit status, peak RSS in KB) of a child, from wait4."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_maxrss
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError(f"{proc.args[0]} did not finish in {timeout:.0f} s")
+
+
+def _one_run(base: str, pki: TestPKI, broker: ActiveMQ, label: str, count: int, window: int,
+             encrypt: bool) -> dict:
+    run_dir = os.path.join(base, f"run-{label}")
+    os.makedirs(run_dir)
+    sender, receiver = pki.host(f"bench-sender-{label}"), pki.host(f"bench-receiver-{label}")
+    destination = f"/queue/bench.{uuid.uuid4().hex}"
+    common_broker = {"host": "localhost", "port": str(broker.ssl_port), "use_ssl": "true"}
+    send_cfg = _cfg(os.path.join(run_dir, "sender.cfg"), {
+        "sender": {"protocol": "STOMP"},
+        "broker": common_broker,
+        "certificates": dict(
+            {"certificate": sender.cert_path, "key": sender.key_path, "capath": pki.capath},
+            **({"server_cert": receiver.cert_path} if encrypt else {}),
+        ),
+        "messaging": {"destination": destination, "path": os.path.join(run_dir, "outgoing"),
+                      "send_window": str(window)},
+        "logging": {"logfile": os.path.join(run_dir, "ssmsend.log"), "level": "WARN", "console": "false"},
+    })
+    incoming_base = os.path.join(run_dir, "spool")
+    recv_cfg = _cfg(os.path.join(run_dir, "receiver.cfg"), {
+        "receiver": {"protocol": "STOMP"},
+        "broker": common_broker,
+        "certificates": {"certificate": receiver.cert_path, "key": receiver.key_path,
+                         "capath": pki.capath, "check_crls": "false"},
+        "messaging": {"destination": destination, "path": incoming_base},
+        "logging": {"logfile": os.path.join(run_dir, "ssmreceive.log"), "level": "WARN", "console": "false"},
+        "daemon": {"pidfile": os.path.join(run_dir, "ssmreceive.pid")},
+    })
+    dns = os.path.join(run_dir, "dns")
+    with open(dns, "w", encoding="utf-8") as handle:
+        handle.write(sender.dn + "\n")
+    outgoing = DirqOutgoingQueue(os.path.join(run_dir, "outgoing"))
+    for index in range(count):
+        outgoing.add(_body(index, MESSAGE_SIZE))
+    payload = sum(len(_body(i, MESSAGE_SIZE)) for i in range(count))
+
+    incoming = open_incoming(incoming_base)
+    recv = subprocess.Popen([os.path.join(BIN, "ssmreceive"), "-c", recv_cfg, "-d", dns, "--foreground"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)  # subscribed before the clock starts
+        start = time.monotonic()
+        send = subprocess.Popen([os.path.join(BIN, "ssmsend"), "-c", send_cfg],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        send_status, send_rss = _wait_rusage(send, timeout=600)
+        send_done = time.monotonic() - start
+        deadline = time.monotonic() + 600
+        while incoming.count() < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - start
+        received = incoming.count()
+    finally:
+        recv.terminate()
+        recv_status, recv_rss = _wait_rusage(recv, timeout=60)
+    return {
+        "run": label, "window": window, "encrypted": encrypt, "messages": count, "received": received,
+        "send_exit": send_status, "receive_exit": recv_status,
+        "send_s": round(send_done, 2), "seconds": round(elapsed, 2),
+        "msg_per_s": round(received / elapsed, 1), "mb_per_s": round(payload / elapsed / 1e6, 2),
+        "sender_rss_mb": round(send_rss / 1024, 1), "receiver_rss_mb": round(recv_rss / 1024, 1),
+    }
+
+
+def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
+    """Measure; returns one row per configuration."""
+    own_base = base is None
+    base = base or tempfile.mkdtemp(prefix="bench-ssm-")
+    pki = TestPKI(os.path.join(base, "pki"))
+    broker = ActiveMQ(os.path.join(base, "activemq"), pki).start()
+    count = 300 if quick else 2000
+    try:
+        rows = [
+            _one_run(base, pki, broker, "pipelined", count, 20, encrypt=False),
+            _one_run(base, pki, broker, "pipelined-encrypted", count, 20, encrypt=True),
+            _one_run(base, pki, broker, "baseline-window-1", count if quick else 500, 1, encrypt=False),
+        ]
+    finally:
+        broker.stop()
+        if own_base:
+            shutil.rmtree(base, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| run | window | encrypted | messages (10 KB) | received | ssmsend done (s) | end to end (s) "
+        "| messages/s | MB/s | sender peak RSS (MB) | receiver peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['run']} | {r['window']} | {'yes' if r['encrypted'] else 'no'} | {r['messages']} "
+            f"| {r['received']} | {r['send_s']} | {r['seconds']} | **{r['msg_per_s']}** | {r['mb_per_s']} "
+            f"| {r['sender_rss_mb']} | {r['receiver_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    args = parser.parse_args()
+    rows = run(quick=args.quick)
+    print(f"SSM end to end, {os.cpu_count()} CPUs, ActiveMQ STOMP+TLS with client certificates\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
