@@ -532,7 +532,10 @@ def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _top_level(data: bytes) -> tuple[str, dict[str, str], dict[str, str], int]:
-    parsed = _split_headers(data)
+    start = 0
+    while start < len(data) and data[start] in b"\r\n":
+        start += 1  # blank lines before the headers (some transports add them)
+    parsed = _split_headers(data, start)
     if parsed is None or "content-type" not in parsed[0]:
         raise CryptoException("not an S/MIME message: no MIME header with a Content-Type")
     headers, body = parsed
@@ -638,7 +641,7 @@ def _signed_parts(signed_text: str) -> tuple[bytes, bytes, bool]:
     data = signed_text.encode("utf-8", "surrogateescape")
     if not data.strip():
         raise CryptoException("empty message: nothing to verify")
-    mime_type, params, _, body = _top_level(data)
+    mime_type, params, headers, body = _top_level(data)
     if mime_type == "multipart/signed":
         boundary = params.get("boundary")
         if not boundary:
@@ -662,7 +665,6 @@ def _signed_parts(signed_text: str) -> tuple[bytes, bytes, bool]:
             raise CryptoException("message is encrypted: decrypt it before verifying")
         if kind != "signed-data":
             raise CryptoException(f"not a signed S/MIME message (smime-type={kind or 'missing'})")
-        headers = _split_headers(data)[0]  # type: ignore[index]
         return b"", _decode_base64(data[body:], headers), False
     raise CryptoException(f"not a signed S/MIME message (Content-Type: {mime_type})")
 

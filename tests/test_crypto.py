@@ -8,6 +8,7 @@ signers, and signer spoofing, the existing SSM's worst defect) is here as a test
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 import quopri
 import subprocess
@@ -15,10 +16,12 @@ import subprocess
 import pytest
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apel.testkit.pki import TestPKI
+from apel.testkit.pki import TestPKI, subject_hash
 from ssm import crypto
 from ssm.crypto import CryptoException
 
@@ -194,6 +197,9 @@ class TestVerifyAccepts:
         # The intermediate's CRL is still in capath, so CRL checking works too.
         assert crypto.verify(with_bag, own.capath, True)[1] == signer.dn
 
+    def test_leading_blank_lines(self, pki, host, signed):
+        assert crypto.verify("\n\r\n" + signed, pki.capath, True) == (APEL_MESSAGE, host.dn)
+
     def test_get_signer_cert(self, host, signed):
         pem = crypto.get_signer_cert(signed)
         assert pem == open(host.cert_path).read()
@@ -283,6 +289,29 @@ class TestVerifyRefuses:
         assert not crypto.verify_cert_path(signer.cert_path, own.capath, True)
         assert crypto.verify_cert_path(signer.cert_path, own.capath, False)
 
+    def test_expired_crl(self, tmp_path):
+        own = TestPKI(str(tmp_path))
+        signer = own.host("stale-crl")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        stale = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(own.ca.cert.subject)
+            .last_update(now - datetime.timedelta(days=10))
+            .next_update(now - datetime.timedelta(days=1))
+            .sign(own.ca.key, hashes.SHA256())
+        )
+        crl_path = os.path.join(own.capath, subject_hash(own.ca.cert_path) + ".r0")
+        with open(crl_path, "wb") as handle:
+            handle.write(stale.public_bytes(serialization.Encoding.PEM))
+        signed = crypto.sign("x\n", signer.cert_path, signer.key_path)
+        with pytest.raises(CryptoException, match="no valid CRL for CA .* expired on"):
+            crypto.verify(signed, own.capath, True)
+
+    def test_two_signers_refused(self, pki, host, server):
+        two = openssl_sign(host, "x", "-text", "-signer", server.cert_path, "-inkey", server.key_path)
+        with pytest.raises(CryptoException, match="2 signers"):
+            crypto.verify(two, pki.capath, True)
+
     def test_spoofing_untrusted_signer_embeds_allowed_cert(self, pki, host):
         """Defect 1: attacker signs with its own key and ships an allowed sender's cert."""
         attacker = pki.host("spoofer", self_signed=True)
@@ -304,7 +333,7 @@ class TestVerifyRefuses:
         """The SignerInfo is rewritten to name the allowed cert; the attacker's key made the signature."""
         attacker = pki.host("spoofer-sid", self_signed=True)
         spoofed = openssl_sign(attacker, APEL_MESSAGE, "-text", "-certfile", host.cert_path)
-        allowed = asn1_x509.Certificate.load(host.cert.public_bytes(serialization_der()))
+        allowed = asn1_x509.Certificate.load(host.cert.public_bytes(serialization.Encoding.DER))
 
         def rename(der: bytes) -> bytes:
             info = cms.ContentInfo.load(der)
@@ -362,12 +391,6 @@ class TestVerifyRefuses:
     def test_missing_capath(self, signed, tmp_path):
         with pytest.raises(CryptoException, match="cannot read CA directory"):
             crypto.verify(signed, str(tmp_path / "nowhere"), True)
-
-
-def serialization_der():
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
 
 
 # -- encrypt / decrypt ------------------------------------------------------------------
