@@ -36,8 +36,9 @@ CLOUD_V04 = "APEL-cloud-message: v0.4"
 CLOUD_SUMMARY_V04 = "APEL-cloud-summary-message: v0.4"
 
 JOB_LINES = {
-    "Site": "RAL-LCG2", "SubmitHost": "ce01.example.org:8443/cream-pbs-atlas", "MachineName": "wn1.example.org",
-    "Queue": "atlas", "LocalJobId": "31564872", "LocalUserId": "atlasprd019",
+    "Site": "RAL-LCG2", "SubmitHost": "ce01.example.org:8443/cream-pbs-atlas",
+    "MachineName": "wn1.example.org", "Queue": "atlas", "LocalJobId": "31564872",
+    "LocalUserId": "atlasprd019",
     "GlobalUserName": "/C=UK/O=eScience/CN=some user", "FQAN": "/atlas/Role=production/Capability=NULL",
     "WallDuration": "234256", "CpuDuration": "2345", "Processors": "2", "NodeCount": "1",
     "StartTime": "1600000000", "EndTime": "1600003600", "InfrastructureDescription": "APEL-CREAM-PBS",
@@ -60,7 +61,8 @@ SYNC_LINES = {"Site": "RAL-LCG2", "SubmitHost": "ce01.example.org", "NumberOfJob
               "Year": "2020"}
 CLOUD_LINES = {
     "VMUUID": "2a4f-vm-1", "SiteName": "CESNET", "CloudComputeService": "OpenStack", "MachineName": "vm-1",
-    "LocalUserId": "u1", "LocalGroupId": "g1", "GlobalUserName": "/C=CZ/CN=user", "FQAN": "/fedcloud/Role=NULL",
+    "LocalUserId": "u1", "LocalGroupId": "g1", "GlobalUserName": "/C=CZ/CN=user",
+    "FQAN": "/fedcloud/Role=NULL",
     "Status": "completed", "StartTime": "1600000000", "EndTime": "1600086400", "SuspendDuration": "0",
     "WallDuration": "86400", "CpuDuration": "40000", "CpuCount": "2", "NetworkType": "private",
     "NetworkInbound": "1", "NetworkOutbound": "2", "PublicIPCount": "1", "Memory": "4", "Disk": "20",
@@ -253,10 +255,12 @@ def test_null_mandatory_field(field, value):
     assert reason == f"record 1: field {field}: mandatory field is null ({value!r})"
 
 
-@pytest.mark.parametrize("field", ["Site", "LocalJobId", "WallDuration", "CpuDuration", "StartTime", "EndTime"])
+@pytest.mark.parametrize("field", ["Site", "LocalJobId", "WallDuration", "CpuDuration", "StartTime",
+                                   "EndTime"])
 def test_missing_mandatory_job_field(field):
     lines = with_(JOB_LINES, **{field: None})
-    assert reject(message(JOB_V03, JOB_LINES, lines)) == f"record 2: field {field}: mandatory field is missing"
+    assert reject(message(JOB_V03, JOB_LINES, lines)) \
+        == f"record 2: field {field}: mandatory field is missing"
 
 
 @pytest.mark.parametrize("value", ["10.5", "ten", "1e3", "0x10"])
@@ -371,12 +375,14 @@ def test_job_v03_parsed_values():
     record = parse_message(message(JOB_V03, with_(JOB_LINES, ServiceLevelType="Si2K",
                                                   ServiceLevel="1000"))).records[0]
     assert record == {
-        "Site": "RAL-LCG2", "SubmitHost": "ce01.example.org:8443/cream-pbs-atlas", "MachineName": "wn1.example.org",
-        "Queue": "atlas", "LocalJobId": "31564872", "LocalUserId": "atlasprd019",
+        "Site": "RAL-LCG2", "SubmitHost": "ce01.example.org:8443/cream-pbs-atlas",
+        "MachineName": "wn1.example.org", "Queue": "atlas", "LocalJobId": "31564872",
+    "LocalUserId": "atlasprd019",
         "GlobalUserName": "/C=UK/O=eScience/CN=some user", "FQAN": "/atlas/Role=production/Capability=NULL",
         "VO": "atlas", "VOGroup": "/atlas", "VORole": "Role=production", "WallDuration": 234256,
         "CpuDuration": 2345, "Processors": 2, "NodeCount": 1, "StartTime": epoch(1600000000),
-        "EndTime": epoch(1600003600), "InfrastructureDescription": "APEL-CREAM-PBS", "InfrastructureType": "grid",
+        "EndTime": epoch(1600003600), "InfrastructureDescription": "APEL-CREAM-PBS",
+        "InfrastructureType": "grid",
         "MemoryReal": 1000, "MemoryVirtual": 2000, "ServiceLevelType": "Si2K", "ServiceLevel": 1000.0,
     }
     assert list(record) == [field.name for field in FIELDS[JOB]]
@@ -432,7 +438,8 @@ def test_job_benchmark_half_pairs():
     reason = reject(message(JOB_V03, with_(JOB_LINES, ServiceLevel=None)))
     assert reason.startswith("record 1: field ServiceLevel: Unit but not value supplied for ScalingFactor")
     reason = reject(message(JOB_V03, with_(JOB_LINES, ServiceLevelType="None")))
-    assert reason.startswith("record 1: field ServiceLevelType: Unit but not value supplied for ScalingFactor")
+    assert reason.startswith("record 1: field ServiceLevelType: "
+                             "Unit but not value supplied for ScalingFactor")
 
 
 def test_job_benchmark_type_checked_case_insensitively_and_kept_as_sent():
@@ -485,7 +492,8 @@ def test_job_large_values_kept_exactly():
 
 def test_string_length_limits():
     reason = reject(message(JOB_V03, with_(JOB_LINES, InfrastructureType="x" * 21)))
-    assert reason == "record 1: field InfrastructureType: value of 21 characters is longer than the maximum 20"
+    assert reason == ("record 1: field InfrastructureType: "
+                      "value of 21 characters is longer than the maximum 20")
     assert parse_message(message(JOB_V03, with_(JOB_LINES, Queue="q" * 255))).records
 
 
@@ -586,7 +594,8 @@ def test_normalised_v03_values_and_service_level_type_key():
     record = parse_message(message(NORMALISED_V03, NORMALISED_LINES)).records[0]
     assert record["Infrastructure"] == "grid" and record["ServiceLevelType"] == "None"
     assert record["NormalisedWallDuration"] == 10000 and record["EarliestEndTime"] is None
-    record = parse_message(message(NORMALISED_V03, with_(NORMALISED_LINES, ServiceLevelType="HEPSPEC"))).records[0]
+    lines = with_(NORMALISED_LINES, ServiceLevelType="HEPSPEC")
+    record = parse_message(message(NORMALISED_V03, lines)).records[0]
     assert record["ServiceLevelType"] == "HEPSPEC"
     assert reject(message(NORMALISED_V03, with_(NORMALISED_LINES, InfrastructureType="grid"))) \
         == "record 1: Unknown field: InfrastructureType"
