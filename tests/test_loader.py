@@ -357,7 +357,7 @@ class LoaderEnv:
         return self.query(f"SELECT COUNT(*) FROM {table}")[0][0]  # noqa: S608 - fixed table names
 
     def query(self, sql: str) -> list[tuple]:
-        if self.db_settings["backend"] == "sqlite":
+        if "hostname" not in self.db_settings:  # sqlite, or a plug-in built on it
             with sqlite3.connect(self.db_settings["name"]) as connection:
                 return connection.execute(sql).fetchall()
         connection = pymysql.connect(**mysql_args(self.db_settings))
@@ -388,7 +388,7 @@ def apply_mysql_schema(connect_args: dict) -> None:
     """Load the project's MySQL schema into a fresh database (the backend's helper)."""
     from apel.db.mysql_backend import apply_schema
 
-    apply_schema(mysql_settings(connect_args))
+    apply_schema(connect_args)
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
