@@ -37,7 +37,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
         value = get(name)
         if value is None or value in NULL_SPELLINGS:
             if mandatory:
-                why = "is missing" if name not in raw else f"is null ({raw[name]!r})"
+                why = "is missing" if raw.get(name) is None else f"is null ({raw[name]!r})"
                 raise InvalidMessage(f"record {index}: field {name}: mandatory field {why}")
             record[name] = null
         elif convert is None:
