@@ -167,3 +167,48 @@ def make_body(index: int, size: int) -> str:
     line = f"Record {index:06d} " + "x" * 60 + "\n"
     reps = max(0, (size - len(head)) // len(line))
     return (head + line * reps + "%%").rstrip()
+
+
+def publish(port: int, identity, ca_file: str, destination: str, messages: list[tuple[str, dict]]) -> None:
+    """Send raw bodies with headers straight to the broker (as a foreign or hostile sender would)."""
+    import ssl
+    import threading
+
+    import stomp
+
+    done = threading.Event()
+    receipts: set[str] = set()
+
+    class Listener(stomp.ConnectionListener):
+        def on_connected(self, frame) -> None:
+            done.set()
+
+        def on_receipt(self, frame) -> None:
+            receipts.add(frame.headers["receipt-id"])
+
+    conn = stomp.Connection11([("localhost", port)], heartbeats=(0, 0), timeout=10)
+    conn.set_ssl(for_hosts=[("localhost", port)], cert_file=identity.cert_path, key_file=identity.key_path,
+                 ca_certs=ca_file, ssl_version=ssl.PROTOCOL_TLS_CLIENT)
+    conn.set_listener("l", Listener())
+    conn.connect(wait=False)
+    assert done.wait(15), "test publisher could not connect"
+    try:
+        for index, (body, headers) in enumerate(messages):
+            conn.send(destination=destination, body=body, headers=dict(headers, receipt=f"r{index}",
+                                                                        persistent="true"))
+        deadline = time.monotonic() + 30
+        while len(receipts) < len(messages) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receipts) == len(messages)
+    finally:
+        conn.disconnect()
+
+
+def openssl_sign(signer, text: str, *extra: str) -> str:
+    """``openssl smime -sign -text`` as a third-party sender would (optionally -certfile ...)."""
+    out = subprocess.run(
+        ["openssl", "smime", "-sign", "-signer", signer.cert_path, "-inkey", signer.key_path, "-text",
+         *extra],
+        input=text.encode("utf-8"), capture_output=True, check=True,
+    )
+    return out.stdout.decode("utf-8")
