@@ -9,8 +9,10 @@ selects one.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from apel.records.model import ParsedMessage
 
@@ -31,10 +33,32 @@ class DatabaseUnavailable(Exception):
     """
 
 
+class Transaction(abc.ABC):
+    """Statements that commit together (see :meth:`Backend.transaction`).
+
+    SQL is the backend's own dialect with its own placeholder
+    (:attr:`Backend.placeholder`); values are always passed as parameters.
+    """
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement for each parameter row; return the rows changed."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement and return all its rows (sees this transaction's writes)."""
+
+
 class Backend(abc.ABC):
     """One connection to one accounting database."""
 
     name: str = ""
+    # The parameter marker of the backend's SQL dialect ("%s" for MySQL, "?" for SQLite).
+    placeholder: str = "%s"
 
     def __init__(self, settings: Mapping[str, str]) -> None:
         """``settings`` are the ``[db]`` options of ``db.cfg`` (hostname, port, name,
@@ -61,6 +85,30 @@ class Backend(abc.ABC):
         DatabaseUnavailable for a lost or unreachable server).
         """
 
+    # Generic helpers for the summariser, the unloader and tests. They are not abstract
+    # so that a backend written against the first version of this interface still loads;
+    # such a backend simply cannot serve those tools.
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one read statement outside any transaction; return all rows.
+
+        Datetimes come back as naive UTC ``datetime``, 3-decimal columns as ``Decimal``.
+        Errors map to StorageError / DatabaseUnavailable like :meth:`load_message`.
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no query()")
+
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """A context manager: commit if the block succeeds, roll back if it raises.
+
+        Used by writers other than the loader (summariser steps, the unloader's
+        LastUpdated row), so that each step is all or nothing.
+        """
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no transaction()")
+
+    def create_schema(self) -> None:
+        """Create every table and view of the accounting schema (safe to repeat)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no create_schema()")
+
     def __enter__(self) -> Backend:
         self.connect()
         return self
@@ -70,6 +118,7 @@ class Backend(abc.ABC):
 
 
 def available_backends() -> dict[str, object]:
+    """The entry points registered under ``apel.backends``, by name."""
     found = entry_points()
     if hasattr(found, "select"):  # Python >= 3.10
         group = found.select(group=ENTRY_POINT_GROUP)

@@ -1,0 +1,333 @@
+"""The MySQL/MariaDB backend (PyMySQL): bulk, all-or-nothing message loads.
+
+A message is written in one transaction with a handful of statements, whatever its
+size: the distinct names of all lookup fields are resolved per lookup table in bulk,
+then each table gets multi-row ``REPLACE`` statements (last write wins per primary key,
+also within one message). One statement per record would cap the loader at a few
+thousand records a second (``test-services.md`` §3).
+
+Lookups are race-free with concurrent loaders: names are inserted with
+``INSERT ... ON DUPLICATE KEY UPDATE`` against the UNIQUE name index, then read back
+with a locking read (which, unlike a plain read, sees rows other loaders committed
+after this transaction's snapshot). The case-insensitive PAD SPACE collation of the
+schema makes 'RAL-LCG2' and 'ral-lcg2 ' the same name; the first stored spelling stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Optional
+
+import pymysql
+import pymysql.err
+
+from apel.db import rows as _rows
+from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
+from apel.db.schema import schema_statements
+from apel.records.model import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+# The session runs strict whatever the server's default: nothing is silently clamped.
+SQL_MODE = (
+    "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+COLLATION = "utf8mb4_general_ci"
+
+# Server conditions that are nobody's fault in the message: retry later.
+_UNAVAILABLE_CODES = frozenset({
+    1021,  # disk full
+    1040,  # too many connections
+    1044, 1045,  # access denied (configuration)
+    1046, 1049,  # no database selected / unknown database (configuration)
+    1053,  # server shutdown in progress
+    1114,  # table is full
+    1146, 1054,  # missing table / column: schema not loaded or outdated
+    1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161,  # network errors
+    1180, 1181,  # error during COMMIT / ROLLBACK
+    1203, 1226,  # user connection limits
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1290,  # server running with --read-only (or similar option)
+    1317,  # query interrupted
+    1792, 1836,  # read-only transaction / read-only mode
+    1927,  # MariaDB: connection was killed
+    2002, 2003, 2005, 2006, 2013, 2055,  # client: cannot connect / server gone / lost
+    4031,  # MySQL: disconnected for inactivity
+    1047,  # Galera: WSREP has not yet prepared node for application use
+})
+# Values the database refused: the message is at fault, reject it.
+_DATA_CODES = frozenset({
+    1048,  # column cannot be null
+    1062,  # duplicate entry (a unique rule other than the replaced key)
+    1264,  # out of range
+    1265,  # data truncated
+    1292,  # incorrect datetime value
+    1366,  # incorrect value for the column type
+    1406,  # data too long
+    1644,  # SIGNAL raised by a trigger
+    1690,  # value out of range in an expression
+    3819, 4025,  # CHECK constraint violated (MySQL, MariaDB)
+})
+
+
+def error_for(exc: BaseException) -> Exception:
+    """The StorageError or DatabaseUnavailable that stands for a PyMySQL error.
+
+    Only errors that are clearly about the data become StorageError (the loader
+    rejects the message); anything else about the server or the connection becomes
+    DatabaseUnavailable, because rejecting a good message is worse than retrying.
+    """
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    text = exc.args[1] if len(exc.args) > 1 else str(exc)
+    if code in _DATA_CODES or (
+        code not in _UNAVAILABLE_CODES
+        and isinstance(exc, (pymysql.err.DataError, pymysql.err.IntegrityError))
+    ):
+        return StorageError(f"the database refused the data: ({code}) {text}")
+    return DatabaseUnavailable(f"MySQL database unavailable: ({code}) {text}")
+
+
+def connection_args(settings: Mapping[str, str]) -> dict[str, Any]:
+    """PyMySQL arguments for the ``[db]`` options of db.cfg (hostname, port, name,
+    username, password, optional socket and connect_timeout)."""
+    args: dict[str, Any] = {
+        "host": settings.get("hostname") or "localhost",
+        "port": int(settings.get("port") or 3306),
+        "user": settings.get("username") or None,
+        "password": settings.get("password") or "",
+        "database": settings.get("name") or None,
+        "connect_timeout": float(settings.get("connect_timeout") or 10),
+    }
+    if settings.get("socket"):
+        args["unix_socket"] = settings["socket"]
+    return args
+
+
+def _open(args: Mapping[str, Any]) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(
+            charset="utf8mb4", collation=COLLATION, autocommit=True,
+            init_command=f"SET SESSION sql_mode = '{SQL_MODE}', time_zone = '+00:00'",
+            **args,
+        )
+    except pymysql.Error as exc:
+        raise error_for(exc) from exc
+    except OSError as exc:  # e.g. an unresolvable host name
+        raise DatabaseUnavailable(f"MySQL database unavailable: {exc}") from exc
+
+
+def apply_schema(connection: Mapping[str, Any]) -> None:
+    """Create the tables and views of ``schemas/mysql.sql`` (safe to repeat).
+
+    ``connection`` holds PyMySQL arguments (host, port, user, password, database), as
+    the test kit's ``connect_args`` gives them.
+    """
+    conn = _open(connection)
+    try:
+        with conn.cursor() as cur:
+            for statement in schema_statements("mysql"):
+                cur.execute(statement)
+    except pymysql.Error as exc:
+        raise error_for(exc) from exc
+    finally:
+        conn.close()
+
+
+def _key(name: str) -> str:
+    """How the schema's collation compares names, for mapping rows back to inputs."""
+    return name.rstrip(" ").lower()
+
+
+class _MySQLTransaction(Transaction):
+    def __init__(self, cursor: pymysql.cursors.Cursor) -> None:
+        self._cur = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._cur.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        return self._cur.executemany(sql, [tuple(row) for row in rows]) or 0
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._cur.execute(sql, tuple(params))
+        return list(self._cur.fetchall())
+
+
+class MySQLBackend(Backend):
+    """The accounting database on a MySQL or MariaDB server."""
+
+    name = "mysql"
+    placeholder = "%s"
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        super().__init__(settings)
+        self._args = connection_args(self.settings)
+        self._conn: Optional[pymysql.connections.Connection] = None
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect and check that the schema is there (this backend never creates it)."""
+        self._conn = _open(self._args)
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.TABLES"
+                    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", ("JobRecords",),
+                )
+                (found,) = cur.fetchone()
+        except pymysql.Error as exc:
+            self.close()
+            raise error_for(exc) from exc
+        if not found:
+            database = self._args.get("database")
+            self.close()
+            raise DatabaseUnavailable(
+                f"database {database!r} has no JobRecords table: load schemas/mysql.sql"
+                " (e.g. mysql {database} < schemas/mysql.sql)"
+            )
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def create_schema(self) -> None:
+        apply_schema(self._args)
+
+    def _connection(self) -> pymysql.connections.Connection:
+        """The live connection, reconnecting once if the server dropped it."""
+        if self._conn is not None:
+            try:
+                self._conn.ping(reconnect=False)
+            except (pymysql.Error, OSError) as exc:
+                log.warning("MySQL connection lost (%s); reconnecting", exc)
+                self.close()
+        if self._conn is None:
+            self.connect()
+        assert self._conn is not None
+        return self._conn
+
+    # -- generic helpers ----------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, tuple(params))
+                return list(cur.fetchall())
+        except pymysql.Error as exc:
+            raise error_for(exc) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        conn = self._connection()
+        try:
+            conn.begin()
+            with conn.cursor() as cur:
+                yield _MySQLTransaction(cur)
+            conn.commit()
+        except pymysql.Error as exc:
+            self._rollback()
+            raise error_for(exc) from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except Exception:  # the connection is gone: the server rolls back for us
+                self.close()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load_message(self, message: ParsedMessage, publisher_dn: str) -> int:
+        parts = _rows.build_message(message, publisher_dn)
+        if not parts:
+            return 0
+        written = 0
+        with self.transaction() as tx:
+            assert isinstance(tx, _MySQLTransaction)
+            ids = self._resolve_all(tx._cur, parts)
+            for layout, table_rows in parts:
+                _substitute(layout, table_rows, ids)
+                written += self._write(tx._cur, layout, table_rows)
+        return written
+
+    def _resolve_all(
+        self, cur: pymysql.cursors.Cursor, parts: list[tuple[_rows.Layout, list[list[Any]]]]
+    ) -> dict[str, dict[str, int]]:
+        wanted: dict[str, dict[str, None]] = {}  # table -> names in message order
+        for layout, table_rows in parts:
+            for position, table in layout.lookup_positions:
+                names = wanted.setdefault(table, {})
+                for row in table_rows:
+                    names[row[position]] = None
+        return {table: self._resolve(cur, table, list(names)) for table, names in wanted.items()}
+
+    def _resolve(self, cur: pymysql.cursors.Cursor, table: str, names: list[str]) -> dict[str, int]:
+        """The id of every name, inserting the missing ones (first spelling wins)."""
+        ids = self._select_ids(cur, table, names, lock=False)
+        missing = [name for name in names if name not in ids]
+        if missing:
+            # Insert in a stable order (by collation key, then message order) so that two
+            # loaders adding the same new names take the index locks in the same order.
+            missing.sort(key=_key)
+            cur.executemany(
+                f"INSERT INTO {table} (name) VALUES (%s) ON DUPLICATE KEY UPDATE id = id",
+                [(name,) for name in missing],
+            )
+            ids.update(self._select_ids(cur, table, missing, lock=True))
+        for name in names:
+            if name not in ids:  # the collation folds something Python's lower() does not
+                cur.execute(f"SELECT id FROM {table} WHERE name = %s LOCK IN SHARE MODE", (name,))
+                found = cur.fetchone()
+                if found is None:
+                    raise StorageError(f"{table}: the name {name!r} could not be stored")
+                ids[name] = found[0]
+        return ids
+
+    @staticmethod
+    def _select_ids(
+        cur: pymysql.cursors.Cursor, table: str, names: list[str], lock: bool
+    ) -> dict[str, int]:
+        by_key: dict[str, Optional[int]] = {}
+        suffix = " LOCK IN SHARE MODE" if lock else ""
+        for start in range(0, len(names), 1000):
+            chunk = names[start:start + 1000]
+            marks = ", ".join(["%s"] * len(chunk))
+            cur.execute(f"SELECT id, name FROM {table} WHERE name IN ({marks}){suffix}", chunk)
+            for row_id, stored in cur.fetchall():
+                key = _key(stored)
+                # two stored names with one Python key: resolve those one by one instead
+                by_key[key] = None if key in by_key and by_key[key] != row_id else row_id
+        ids = {}
+        for name in names:
+            row_id = by_key.get(_key(name))
+            if row_id is not None:
+                ids[name] = row_id
+        return ids
+
+    @staticmethod
+    def _write(cur: pymysql.cursors.Cursor, layout: _rows.Layout, table_rows: list[list[Any]]) -> int:
+        columns = ", ".join(layout.columns)
+        marks = ", ".join(["%s"] * len(layout.columns))
+        cur.executemany(f"REPLACE INTO {layout.table} ({columns}) VALUES ({marks})", table_rows)
+        return len(table_rows)
+
+
+def _substitute(layout: _rows.Layout, table_rows: list[list[Any]], ids: dict[str, dict[str, int]]) -> None:
+    """Replace the names at the layout's lookup positions by their ids, in place."""
+    for position, table in layout.lookup_positions:
+        table_ids = ids[table]
+        as_text = layout.publisher_as_text and layout.columns[position] == "PublisherDNID"
+        for row in table_rows:
+            row_id = table_ids[row[position]]
+            row[position] = str(row_id) if as_text else row_id
