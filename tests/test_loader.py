@@ -677,3 +677,57 @@ def test_bad_configuration_is_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert "nosuchdb" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_locks_left_by_a_dead_loader_are_released_at_start(tmp_path):
+    env = LoaderEnv(tmp_path, {"backend": "sqlite", "name": str(tmp_path / "apel.sqlite3")})
+    name = env.put(job_message(jobs(3, "stale")))
+    (env.msgpath / "incoming" / name / "locked").mkdir()  # as left by kill -9 mid-message
+    result = env.run_once()
+    assert result.returncode == 0, (result.stdout, result.stderr, env.log())
+    assert env.elements("incoming") == []
+    assert env.count("JobRecords") == 3
+    assert "Released 1 locks" in env.log()
+
+
+@pytest.mark.timeout(60)
+def test_a_live_loaders_lock_is_not_stolen_but_an_abandoned_one_is(tmp_path):
+    import fcntl
+
+    env = LoaderEnv(tmp_path, {"backend": "sqlite", "name": str(tmp_path / "apel.sqlite3")}, lock_timeout=2)
+    name = env.put(job_message(jobs(3, "live")))
+    element = env.msgpath / "incoming" / name
+    (element / "locked").mkdir()
+    # another loader is alive: it holds the registry lock shared, as every loader does
+    registry = os.open(env.msgpath / ".apeldbloader.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(registry, fcntl.LOCK_SH)
+        result = env.run_once()
+        assert result.returncode == 0, (result.stdout, result.stderr, env.log())
+        (kept,) = env.elements("incoming")
+        assert kept["_locked"], "the live loader's lock was stolen"
+        # that loader has not touched the element for longer than lock_timeout: it is dead
+        old = time.time() - 10
+        os.utime(element, (old, old))
+        result = env.run_once()
+        assert result.returncode == 0, (result.stdout, result.stderr, env.log())
+        assert env.elements("incoming") == []
+        assert env.count("JobRecords") == 3
+    finally:
+        os.close(registry)
+
+
+@pytest.mark.timeout(60)
+def test_sighup_reopens_the_log_file(tmp_path):
+    env = LoaderEnv(tmp_path, {"backend": "sqlite", "name": str(tmp_path / "apel.sqlite3")})
+    proc = env.start()
+    try:
+        env.wait_for_log("Loader started")
+        env.logfile.rename(tmp_path / "loader.log.1")  # logrotate
+        proc.send_signal(signal.SIGHUP)
+        env.wait_for_log("Log files reopened")
+        env.put(job_message(jobs(2, "hup")))
+        env.wait_for_log("Loaded 2 job records")
+    finally:
+        assert stop(proc) == 0
