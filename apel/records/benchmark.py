@@ -19,15 +19,17 @@ NO_VALID_BENCHMARK = "No valid benchmark type found"
 MIXTURE = "Mixture of benchmark types detected"
 
 
-def parse_benchmark_dict(value: str) -> tuple[str, float]:
-    """Return the chosen (lower-case type, value); raise ValueError with the reason.
+def parse_benchmark_dict(value: str) -> tuple[str, str]:
+    """Return the chosen (lower-case type, value text); raise ValueError with the reason.
 
     Keys are lower-cased and must be unique; each value must be a finite number;
     keys that are not benchmarks are ignored unless no benchmark key is present.
+    The value comes back as text so the field's own converter decides its type:
+    integer durations above 2**53 must not pass through a float.
     """
     if not (value.startswith("{") and value.endswith("}")):
         raise ValueError(f"value {value!r} is not a benchmark dict such as {{hepscore23: 15.3}}")
-    items: dict[str, float] = {}
+    items: dict[str, str] = {}
     body = value.strip("{}").strip()
     for item in body.split(",") if body else ():
         parts = item.split(":")
@@ -36,11 +38,12 @@ def parse_benchmark_dict(value: str) -> tuple[str, float]:
         key = parts[0].strip().lower()
         if key in items:
             raise ValueError(f"duplicate benchmark key {key!r} in {value!r}")
+        number = parts[1].strip()
         try:
-            number = float(parts[1])
+            finite = math.isfinite(float(number))
         except ValueError:
-            raise ValueError(f"Invalid float value {parts[1].strip()!r} for benchmark {key!r}") from None
-        if not math.isfinite(number):
+            raise ValueError(f"Invalid float value {number!r} for benchmark {key!r}") from None
+        if not finite:
             raise ValueError(f"benchmark {key!r} value {number!r} is not a finite number")
         items[key] = number
     for key in BENCHMARK_PRIORITY:

@@ -22,7 +22,6 @@ from apel.records.fields import (
     UNSIGNED_INT,
     YEAR,
     Field,
-    check_float,
     converter,
     dt,
     f,
@@ -192,11 +191,21 @@ class MessageSpec:
 
 
 def _dict_value_converter(fld: Field) -> Callable[[Any], Any]:
-    """The chosen benchmark value: float for ServiceLevel, truncated int for durations."""
+    """The chosen benchmark value: float for ServiceLevel, truncated int for durations (10.7 → 10).
+
+    Integer literals are read exactly; only decimals go through a float.
+    """
     if fld.kind == FLOAT:
-        return lambda x: check_float(fld, x)
+        return converter(fld)
     int_convert = converter(fld)
-    return lambda x: int_convert(int(x))
+
+    def convert(text: str) -> int:
+        try:
+            return int_convert(int(text))
+        except ValueError:
+            return int_convert(int(float(text)))
+
+    return convert
 
 
 _JOB_IGNORED = frozenset(("SubmitHostType", "UpdateTime"))

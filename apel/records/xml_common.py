@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Optional
 from xml.etree.ElementTree import Element, ParseError
 
@@ -103,5 +104,7 @@ def parse_iso_duration(value: str) -> int:
     *counts, seconds = m.groups()
     total = sum(int(count) * unit for count, unit in zip(counts, _DURATION_UNITS) if count)
     if seconds:
-        total += round(float(seconds.replace(",", ".")))
+        # Decimal keeps large whole seconds exact (a float would not above 2**53); rounding is
+        # half-to-even, as the existing server's round() does.
+        total += int(Decimal(seconds.replace(",", ".")).to_integral_value(ROUND_HALF_EVEN))
     return total
