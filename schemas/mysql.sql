@@ -270,6 +270,41 @@ CREATE TABLE IF NOT EXISTS SyncRecords (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 -- ---------------------------------------------------------------------------------
+-- Summariser bookkeeping (apel/db/pending.py): what loads changed since the summariser's
+-- last run. The loader inserts in the same transaction as the records; apelsummariser
+-- deletes the ids it has processed. Insert-only with auto-increment ids and no unique
+-- key, so concurrent loaders never wait on each other here.
+-- ---------------------------------------------------------------------------------
+
+-- HSS keys fed by loaded (or replaced) jobs, summaries and normalised summaries.
+CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  SiteID INT NOT NULL,
+  Month INT NOT NULL,
+  Year INT NOT NULL,
+  GlobalUserNameID INT NOT NULL,
+  VOID INT NOT NULL,
+  VOGroupID INT NOT NULL,
+  VORoleID INT NOT NULL,
+  SubmitHostID INT NOT NULL,
+  Infrastructure VARCHAR(20) NOT NULL,
+  ServiceLevelType VARCHAR(50) NOT NULL,
+  ServiceLevel DECIMAL(10,3) NOT NULL,
+  NodeCount INT UNSIGNED NOT NULL,
+  Processors INT UNSIGNED NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+-- Site-months of loaded cloud records and of the stored records of the same VMs.
+CREATE TABLE IF NOT EXISTS PendingCloudMonths (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  SiteID INT NOT NULL,
+  Year INT NOT NULL,
+  Month INT NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+-- ---------------------------------------------------------------------------------
 -- Cloud accounting
 -- ---------------------------------------------------------------------------------
 

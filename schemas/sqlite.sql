@@ -231,6 +231,40 @@ CREATE TABLE IF NOT EXISTS SyncRecords (
 CREATE INDEX IF NOT EXISTS SyncRecords_UpdateTimeIdx ON SyncRecords (UpdateTime);
 
 -- ---------------------------------------------------------------------------------
+-- Summariser bookkeeping (apel/db/pending.py): what loads changed since the summariser's
+-- last run, written in the load's transaction; apelsummariser deletes the ids it has
+-- processed. JobRecords_SummaryKeyIdx lets an incremental run find a key's jobs.
+-- ---------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
+  id INTEGER PRIMARY KEY,
+  SiteID INTEGER NOT NULL,
+  Month INTEGER NOT NULL,
+  Year INTEGER NOT NULL,
+  GlobalUserNameID INTEGER NOT NULL,
+  VOID INTEGER NOT NULL,
+  VOGroupID INTEGER NOT NULL,
+  VORoleID INTEGER NOT NULL,
+  SubmitHostID INTEGER NOT NULL,
+  Infrastructure TEXT NOT NULL COLLATE NOCASE,
+  ServiceLevelType TEXT NOT NULL COLLATE NOCASE,
+  ServiceLevel REAL NOT NULL,
+  NodeCount INTEGER NOT NULL,
+  Processors INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS PendingCloudMonths (
+  id INTEGER PRIMARY KEY,
+  SiteID INTEGER NOT NULL,
+  Year INTEGER NOT NULL,
+  Month INTEGER NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS JobRecords_SummaryKeyIdx ON JobRecords (
+  SiteID, EndYear, EndMonth, VOID, GlobalUserNameID, VOGroupID, VORoleID, SubmitHostID,
+  ServiceLevel, NodeCount, Processors);
+
+-- ---------------------------------------------------------------------------------
 -- Cloud accounting
 -- ---------------------------------------------------------------------------------
 
