@@ -68,7 +68,7 @@ def message(record_type: str, records: list, group_attributes: list = ()) -> Par
 
 
 def view(db, name: str, order: str = "") -> list[dict]:
-    cols_rows = db.query(f"SELECT * FROM {name} {order}")
+    cols_rows = db.query(f"SELECT * FROM {name} {order}")  # noqa: S608
     names = [c[0] for c in _description(db, name)]
     return [dict(zip(names, row)) for row in cols_rows]
 
@@ -78,14 +78,14 @@ def _description(db, name: str):
     if db.name == "mysql":
         conn = db._connection()
         with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {name} LIMIT 0")
+            cur.execute(f"SELECT * FROM {name} LIMIT 0")  # noqa: S608
             return cur.description
-    cur = db._connection().execute(f"SELECT * FROM {name} LIMIT 0")
+    cur = db._connection().execute(f"SELECT * FROM {name} LIMIT 0")  # noqa: S608
     return cur.description
 
 
 def count(db, table: str) -> int:
-    return db.query(f"SELECT COUNT(*) FROM {table}")[0][0]
+    return db.query(f"SELECT COUNT(*) FROM {table}")[0][0]  # noqa: S608
 
 
 # -- discovery and schema ----------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_super_summary_views_are_deterministic(backend):
                         " FROM Summaries")[0]
     mark = backend.placeholder
     insert = (
-        "INSERT INTO HybridSuperSummaries (SiteID, Month, Year, GlobalUserNameID, VOID, VOGroupID,"
+        "INSERT INTO HybridSuperSummaries (SiteID, Month, Year, GlobalUserNameID, VOID, VOGroupID,"  # noqa: S608
         " VORoleID, SubmitHostID, Infrastructure, InfrastructureDescription, ServiceLevelType,"
         " ServiceLevel, NodeCount, Processors, EarliestEndTime, LatestEndTime, WallDuration,"
         " CpuDuration, NormalisedWallDuration, NormalisedCpuDuration, NumberOfJobs) VALUES ("

@@ -237,15 +237,15 @@ class SQLiteBackend(Backend):
 
         No race: the transaction holds SQLite's write lock (BEGIN IMMEDIATE).
         """
-        select = f"SELECT id FROM {table} WHERE rtrim(name, ' ') = rtrim(?, ' ') COLLATE NOCASE"
+        select = f"SELECT id FROM {table} WHERE rtrim(name, ' ') = rtrim(?, ' ') COLLATE NOCASE"  # noqa: S608
         found = conn.execute(select, (name,)).fetchone()
         if found is None:
-            return conn.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,)).lastrowid
+            return conn.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,)).lastrowid  # noqa: S608
         return found[0]
 
     @staticmethod
     def _write(conn: sqlite3.Connection, layout: _rows.Layout, table_rows: list[list[Any]]) -> int:
         columns = ", ".join(layout.columns)
         marks = ", ".join(["?"] * len(layout.columns))
-        conn.executemany(f"REPLACE INTO {layout.table} ({columns}) VALUES ({marks})", table_rows)
+        conn.executemany(f"REPLACE INTO {layout.table} ({columns}) VALUES ({marks})", table_rows)  # noqa: S608
         return len(table_rows)
