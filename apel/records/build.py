@@ -13,7 +13,7 @@ from typing import Any, Union
 
 from apel.records.benchmark import MIXTURE, parse_benchmark_dict
 from apel.records.definitions import FQAN_ALWAYS, MessageSpec
-from apel.records.fields import NULL_SPELLINGS
+from apel.records.fields import NULL_SPELLINGS, datetime_from_epoch, range_error, to_datetime
 from apel.records.fqan import parse_fqan
 from apel.records.model import InvalidMessage, Record
 
@@ -29,33 +29,64 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
     if not accepted.issuperset(raw):
         unknown = next(key for key in raw if key not in accepted)
         raise InvalidMessage(f"record {index}: Unknown field: {unknown}")
-    record: Record = {}
-    chosen = None  # benchmark type picked by the v0.4 dict fields
-    chosen_from = ""
+    steps = spec.steps
+    record: Record = dict.fromkeys(steps.names)
     get = raw.get
-    for name, convert, mandatory, null, is_dict, max_length in spec.steps:
+    for name, mandatory, max_length in steps.strings:
         value = get(name)
         if value is None or value in NULL_SPELLINGS:
             if mandatory:
-                why = "is missing" if raw.get(name) is None else f"is null ({raw[name]!r})"
-                raise InvalidMessage(f"record {index}: field {name}: mandatory field {why}")
-            record[name] = null
-        elif convert is None:
-            if len(value) > max_length:
-                raise InvalidMessage(f"record {index}: field {name}: value of {len(value)} characters "
-                                     f"is longer than the maximum {max_length}")
-            record[name] = value
+                raise _missing(raw, index, name)
+            record[name] = "None"
+        elif len(value) > max_length:
+            raise InvalidMessage(f"record {index}: field {name}: value of {len(value)} characters "
+                                 f"is longer than the maximum {max_length}")
         else:
-            try:
-                if is_dict:
-                    kind, value = parse_benchmark_dict(value)
-                    if chosen is None:
-                        chosen, chosen_from = kind, name
-                    elif kind != chosen:
-                        raise ValueError(f"{MIXTURE}: {kind!r} here but {chosen!r} in {chosen_from}")
-                record[name] = convert(value)
-            except ValueError as exc:
-                raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
+            record[name] = value
+    for name, mandatory, field in steps.ints:
+        value = get(name)
+        if value is None or value in NULL_SPELLINGS:
+            if mandatory:
+                raise _missing(raw, index, name)
+            continue
+        try:
+            number = int(value)
+        except (ValueError, TypeError):
+            raise InvalidMessage(f"record {index}: field {name}: Invalid int value {value!r}") from None
+        if number < field.minimum or number > field.maximum:
+            raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
+        record[name] = number
+    for name, mandatory in steps.datetimes:
+        value = get(name)
+        if value is None or value in NULL_SPELLINGS:
+            if mandatory:
+                raise _missing(raw, index, name)
+            continue
+        try:
+            if value.__class__ is str and value.isdigit() and value.isascii():
+                record[name] = datetime_from_epoch(int(value))
+            else:
+                record[name] = to_datetime(value)
+        except ValueError as exc:
+            raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
+    chosen = None  # benchmark type picked by the v0.4 dict fields
+    chosen_from = ""
+    for name, mandatory, convert, is_dict in steps.others:
+        value = get(name)
+        if value is None or value in NULL_SPELLINGS:
+            if mandatory:
+                raise _missing(raw, index, name)
+            continue
+        try:
+            if is_dict:
+                kind, value = parse_benchmark_dict(value)
+                if chosen is None:
+                    chosen, chosen_from = kind, name
+                elif kind != chosen:
+                    raise ValueError(f"{MIXTURE}: {kind!r} here but {chosen!r} in {chosen_from}")
+            record[name] = convert(value)
+        except ValueError as exc:
+            raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
     if chosen is not None:
         given = record["ServiceLevelType"]
         if given != "None" and given.lower() != chosen:
@@ -69,3 +100,8 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
             record["VO"], record["VOGroup"], record["VORole"] = parse_fqan(fqan)
     spec.check(record, index, now)
     return record
+
+
+def _missing(raw: Mapping[str, Any], index: Union[int, str], name: str) -> InvalidMessage:
+    why = "is missing" if raw.get(name) is None else f"is null ({raw[name]!r})"
+    return InvalidMessage(f"record {index}: field {name}: mandatory field {why}")

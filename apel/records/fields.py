@@ -153,7 +153,7 @@ def to_datetime(value: Any) -> datetime:
     raise ValueError(f"Invalid datetime value {value!r}")
 
 
-def _range_error(field: Field, value: Number) -> ValueError:
+def range_error(field: Field, value: Number) -> ValueError:
     if field.minimum is not None and value < field.minimum:
         note = f"{field.low_note}: " if field.low_note else ""
         return ValueError(f"{note}value {value!r} is below the minimum {field.minimum}")
@@ -173,7 +173,7 @@ def int_converter(field: Field) -> Callable[[Any], int]:
         if value.__class__ is float and n != value:
             raise ValueError(f"Invalid int value {value!r}")
         if not lo <= n <= hi:
-            raise _range_error(field, n)
+            raise range_error(field, n)
         return n
 
     return convert
@@ -184,9 +184,9 @@ def check_float(field: Field, x: float) -> float:
     if not math.isfinite(x):
         raise ValueError(f"value {x!r} is not a finite number")
     if field.minimum is not None and round(x, 3) < field.minimum:
-        raise _range_error(field, x)
+        raise range_error(field, x)
     if field.maximum is not None and round(x, 3) > field.maximum:
-        raise _range_error(field, x)
+        raise range_error(field, x)
     return x
 
 
