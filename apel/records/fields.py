@@ -110,6 +110,7 @@ def dt(name: str, mandatory: bool = False) -> Field:
 # Coercion.  Each converter takes the stripped, non-null message text (or an
 # already typed value from the XML parsers) and returns the typed value, or
 # raises ValueError with the reason (without the record/field prefix).
+# build.py inlines the commonest paths (strings, integers, epoch seconds).
 
 _ISO_Z = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 
@@ -154,6 +155,7 @@ def to_datetime(value: Any) -> datetime:
 
 
 def range_error(field: Field, value: Number) -> ValueError:
+    """The reason a value is outside its column's range, with the compatibility note if any."""
     if field.minimum is not None and value < field.minimum:
         note = f"{field.low_note}: " if field.low_note else ""
         return ValueError(f"{note}value {value!r} is below the minimum {field.minimum}")
@@ -203,24 +205,12 @@ def float_converter(field: Field) -> Callable[[Any], float]:
     return convert
 
 
-def string_converter(field: Field) -> Callable[[Any], str]:
-    """A converter for one string field: only the length is checked."""
-    limit = field.max_length
-
-    def convert(value: Any) -> str:
-        if len(value) > limit:
-            raise ValueError(f"value of {len(value)} characters is longer than the maximum {limit}")
-        return value
-
-    return convert
-
-
 def converter(field: Field) -> Callable[[Any], Any]:
-    """The converter for ``field``'s kind."""
+    """The converter for a numeric or datetime field (strings need only their length checked)."""
     if field.kind == INT:
         return int_converter(field)
     if field.kind == FLOAT:
         return float_converter(field)
     if field.kind == DATETIME:
         return to_datetime
-    return string_converter(field)
+    raise ValueError(f"no converter for {field.kind!r} field {field.name}")

@@ -7,7 +7,7 @@ pass the same job checks as text messages, before any is accepted.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from xml.etree.ElementTree import Element
 
 from apel.records.build import build_record
@@ -91,7 +91,7 @@ def _raw_record(record: Element, index: int) -> dict[str, Any]:
     return raw
 
 
-def _typed(index: int, name: str, text: str, parse: Any) -> Any:
+def _typed(index: int, name: str, text: str, parse: Callable[[str], Any]) -> Any:
     if not text:
         return None
     try:
