@@ -285,7 +285,8 @@ class Sender:
                 log.warning("Cannot purge %s: %s", self.queue.path, exc)
         log.info("Sent %d messages.", self.sent)
         if failure:
-            raise FatalError(f"{failure}; {self.sent} sent, {len(leftover)} unsent messages stay queued")
+            raise FatalError(f"{failure}; {self.sent} sent, {len(names) - self.sent} unsent messages "
+                             "stay queued")
         if self._problems:
             first = self._problems[0]
             more = f" (and {len(self._problems) - 1} more)" if len(self._problems) > 1 else ""

@@ -196,7 +196,7 @@ class StompLink:
             try:
                 conn.connect(wait=False)
             except (StompException, OSError, ssl.SSLError) as exc:
-                raise LinkError(f"Cannot connect to {self.broker}: {exc or type(exc).__name__}") from None
+                raise LinkError(f"Cannot connect to {self.broker}: {_describe(exc)}") from None
             if not self._connected.wait(timeout) or self._lost.is_set():
                 reason = self._error or "timed out while waiting for the broker's CONNECTED frame"
                 self.close()
@@ -212,7 +212,7 @@ class StompLink:
         try:
             self._conn.send(destination=destination, body=body.encode("utf-8"), headers=headers)
         except (StompException, OSError) as exc:
-            self._on_lost(f"send failed: {exc or type(exc).__name__}")
+            self._on_lost(f"send failed: {_describe(exc)}")
             raise LinkError(f"Lost connection to {self.broker} while sending: {exc}") from None
 
     def subscribe(self, destination: str, sub_id: str = "1", prefetch: int = 0) -> None:
@@ -229,7 +229,7 @@ class StompLink:
         try:
             self._conn.ack(message_id, subscription)
         except (StompException, OSError) as exc:
-            self._on_lost(f"ack failed: {exc or type(exc).__name__}")
+            self._on_lost(f"ack failed: {_describe(exc)}")
             raise LinkError(f"Lost connection to {self.broker} while acknowledging: {exc}") from None
 
     def close(self, timeout: float = 5.0) -> None:
@@ -253,6 +253,13 @@ class StompLink:
             conn.transport.stop()
         except Exception as exc:
             log.debug("Stopping transport of %s: %s", self.broker, exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, StompException) and not text:
+        return "connection refused or closed (broker down, or our certificate not accepted)"
+    return text or type(exc).__name__
 
 
 class _DisconnectWaiter(stomp.ConnectionListener):
