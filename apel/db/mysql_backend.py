@@ -26,17 +26,20 @@ schema makes 'RAL-LCG2' and 'ral-lcg2 ' the same name; the first stored spelling
 from __future__ import annotations
 
 import contextlib
-import csv
+import datetime as _dt
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Optional
 
 import pymysql
 import pymysql.err
 
+from apel.db import pending
+from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema import schema_statements
@@ -73,6 +76,9 @@ _UNAVAILABLE_CODES = frozenset({
     4031,  # MySQL: disconnected for inactivity
     1047,  # Galera: WSREP has not yet prepared node for application use
 })
+# Lookup names remembered per table before the cache starts over (bounds memory).
+_CACHE_LIMIT = 200_000
+
 # LOAD DATA LOCAL INFILE is not allowed by the server (MariaDB/MySQL 5, MySQL 8) or client.
 _NO_LOCAL_INFILE_CODES = frozenset({1148, 3948, 2068})
 
@@ -186,6 +192,7 @@ class MySQLBackend(Backend):
         self._local_infile = self.settings.get("local_infile", "yes").strip().lower() not in (
             "no", "false", "off", "0")
         self._tmpdir: Optional[str] = None
+        self._known: dict[str, dict[str, int]] = {}  # committed lookup ids, per table
         self._conn: Optional[pymysql.connections.Connection] = None
 
     # -- connection ---------------------------------------------------------------------
@@ -275,30 +282,57 @@ class MySQLBackend(Backend):
         parts = _rows.build_message(message, publisher_dn)
         if not parts:
             return 0
+        fresh: dict[str, dict[str, int]] = {}  # ids learnt in this transaction
         written = 0
         with self.transaction() as tx:
             assert isinstance(tx, _MySQLTransaction)
-            ids = self._resolve_all(tx._cur, parts)
-            for layout, table_rows in parts:
-                _substitute(layout, table_rows, ids)
+            cur = tx._cur
+            ids = self._resolve_all(cur, parts, fresh)
+            for part in parts:
+                layout = part.layout
+                _substitute(part, ids)
+                table_rows = part.rows()
+                pending.before_write(tx, self.name, self.placeholder, layout.record_type,
+                                     layout.columns, table_rows)
                 try:
-                    written += self._write(tx._cur, layout, table_rows)
+                    self._write(cur, part, table_rows)
                 except UnicodeEncodeError as exc:
                     raise StorageError(
                         f"{layout.record_type}: text that is not valid Unicode: {exc}"
                     ) from None
+                pending.after_write(tx, self.placeholder, layout.record_type, layout.columns, table_rows)
+                written += len(part)
+        # only committed ids may be remembered: a rolled-back insert's id does not exist
+        for table, learnt in fresh.items():
+            known = self._known.setdefault(table, {})
+            if len(known) + len(learnt) > _CACHE_LIMIT:
+                known.clear()
+            known.update(learnt)
         return written
 
     def _resolve_all(
-        self, cur: pymysql.cursors.Cursor, parts: list[tuple[_rows.Layout, list[list[Any]]]]
+        self, cur: pymysql.cursors.Cursor, parts: list[_rows.TableData], fresh: dict[str, dict[str, int]]
     ) -> dict[str, dict[str, int]]:
+        """name -> id for every lookup value of the message, per lookup table.
+
+        Ids are immutable once committed (lookup rows are never updated or deleted), so
+        names seen in earlier messages come from the backend's cache without a query.
+        """
         wanted: dict[str, dict[str, None]] = {}  # table -> names in message order
-        for layout, table_rows in parts:
-            for position, table in layout.lookup_positions:
-                names = wanted.setdefault(table, {})
-                for row in table_rows:
-                    names[row[position]] = None
-        return {table: self._resolve(cur, table, list(names)) for table, names in wanted.items()}
+        for part in parts:
+            for position, table in part.layout.lookup_positions:
+                wanted.setdefault(table, {}).update(dict.fromkeys(part.columns[position]))
+        resolved = {}
+        for table, names in wanted.items():
+            known = self._known.get(table, {})
+            ids = {name: known[name] for name in names if name in known}
+            unknown = [name for name in names if name not in ids]
+            if unknown:
+                learnt = self._resolve(cur, table, unknown)
+                fresh[table] = learnt
+                ids.update(learnt)
+            resolved[table] = ids
+        return resolved
 
     def _resolve(self, cur: pymysql.cursors.Cursor, table: str, names: list[str]) -> dict[str, int]:
         """The id of every name, inserting the missing ones (first spelling wins)."""
@@ -343,11 +377,12 @@ class MySQLBackend(Backend):
                 ids[name] = row_id
         return ids
 
-    def _write(self, cur: pymysql.cursors.Cursor, layout: _rows.Layout, table_rows: list[list[Any]]) -> int:
+    def _write(self, cur: pymysql.cursors.Cursor, part: _rows.TableData, table_rows: list[list[Any]]) -> None:
+        layout = part.layout
         if self._local_infile:
             try:
-                self._load_data(cur, layout, table_rows)
-                return len(table_rows)
+                self._load_data(cur, part)
+                return
             except pymysql.err.OperationalError as exc:
                 if exc.args[0] not in _NO_LOCAL_INFILE_CODES:
                     raise
@@ -358,46 +393,54 @@ class MySQLBackend(Backend):
         marks = ", ".join(["%s"] * len(layout.columns))
         sql = f"REPLACE INTO {layout.table} ({columns}) VALUES ({marks})"  # noqa: S608 - fixed names
         cur.executemany(sql, table_rows)
-        return len(table_rows)
 
-    def _load_data(
-        self, cur: pymysql.cursors.Cursor, layout: _rows.Layout, table_rows: list[list[Any]]
-    ) -> None:
-        """Stream the rows as TSV: tab, newline and backslash are escaped with a backslash
-        (csv's QUOTE_NONE escaping is what LOAD DATA reads back); NULL travels as an empty
-        field into a user variable and NULLIF turns it back, for non-text columns only,
-        so an empty string stays an empty string."""
+    def _load_data(self, cur: pymysql.cursors.Cursor, part: _rows.TableData) -> None:
+        """Stream the rows as a TSV file that LOAD DATA reads back exactly (see _tsv_column)."""
+        layout = part.layout
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="apel-mysql-")  # mode 0700
         path = os.path.join(self._tmpdir, "rows.tsv")
-        with open(path, "w", encoding="utf-8", newline="") as out:
-            csv.writer(
-                out, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None,
-                escapechar="\\",
-            ).writerows(table_rows)
-        targets, assignments = [], []
         text = layout.text_columns
-        for i, column in enumerate(layout.columns):
-            if column in text:
-                targets.append(column)
-            else:
-                targets.append(f"@v{i}")
-                assignments.append(f"{column} = NULLIF(@v{i}, '')")
+        fields = [_tsv_column(values, column in text) for column, values in zip(layout.columns, part.columns)]
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            out.write("\n".join(map("\t".join, zip(*fields))))
+            out.write("\n")
         sql = (
             f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {layout.table} CHARACTER SET utf8mb4"
             " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-            f" ({', '.join(targets)})"
+            f" ({', '.join(layout.columns)})"
         )
-        if assignments:
-            sql += f" SET {', '.join(assignments)}"
         cur.execute(sql, (path,))
 
 
-def _substitute(layout: _rows.Layout, table_rows: list[list[Any]], ids: dict[str, dict[str, int]]) -> None:
+# LOAD DATA's escapes (FIELDS ESCAPED BY '\\'): \\ \t \n \r \0 are the characters, \N is NULL.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_NoneType = type(None)
+
+
+def _tsv_column(values: list[Any], text: bool) -> list[str]:
+    """One column as LOAD DATA fields, converting a whole column per pass (like rows.py)."""
+    if text:  # never NULL: a null string is 'None'
+        joined = "".join(values)
+        if any(c in joined for c in "\\\t\n\r\0"):
+            return [value.translate(_TSV_ESCAPES) for value in values]
+        return values
+    types = set(map(type, values))
+    if types == {int}:
+        return list(map(str, values))
+    if _dt.datetime in types:
+        return ["\\N" if value is None else value.isoformat(" ") for value in values]
+    if Decimal in types:
+        text_of = {value: "\\N" if value is None else str(value) for value in set(values)}
+        return [text_of[value] for value in values]
+    return ["\\N" if value is None else str(value) for value in values]
+
+
+def _substitute(part: _rows.TableData, ids: dict[str, dict[str, int]]) -> None:
     """Replace the names at the layout's lookup positions by their ids, in place."""
+    layout = part.layout
     for position, table in layout.lookup_positions:
-        table_ids = ids[table]
-        as_text = layout.publisher_as_text and layout.columns[position] == "PublisherDNID"
-        for row in table_rows:
-            row_id = table_ids[row[position]]
-            row[position] = str(row_id) if as_text else row_id
+        column = list(map(ids[table].__getitem__, part.columns[position]))
+        if layout.publisher_as_text and layout.columns[position] == "PublisherDNID":
+            column = list(map(str, column))
+        part.columns[position] = column

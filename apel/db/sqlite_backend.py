@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Optional
 
+from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema import schema_text
@@ -199,12 +200,15 @@ class SQLiteBackend(Backend):
         if not parts:
             return 0
         written = 0
-        with self.transaction():
+        with self.transaction() as tx:
             conn = self._connection()
             cache: dict[str, dict[str, int]] = {}
             for layout, table_rows in parts:
                 self._substitute(conn, layout, table_rows, cache)
+                # the summariser's bookkeeping, in this same transaction (apel.db.pending)
+                pending.before_write(tx, self.name, "?", layout.record_type, layout.columns, table_rows)
                 written += self._write(conn, layout, table_rows)
+                pending.after_write(tx, "?", layout.record_type, layout.columns, table_rows)
         return written
 
     def _substitute(
