@@ -1,0 +1,269 @@
+"""The summariser service: HybridSuperSummaries from jobs and summaries, CloudSummaries
+from cloud records (``database.md`` §7, §8, §10), incremental by default.
+
+**What is computed** is the old summariser's result, with every column defined:
+
+- ``cpu``: JobRecords grouped by the HSS key, then every Summaries row normalised,
+  then every NormalisedSummaries row copied; each *replaces* the HSS row with its key,
+  so on a collision normalised summaries win over summaries, which win over jobs;
+- ``cloud``: per VM the last received record of each month, Wall/Cpu/Network as deltas
+  from the VM's previous record, Memory/Disk summed, grouped per site, month and
+  attributes; then, if configured, the clean-up of stale cloud summaries.
+
+**Nothing is ever deleted from HSS** (compatibility, §7.4): a row whose key no longer
+occurs (e.g. every job of a group republished with another ServiceLevel) stays as it
+was, in full and incremental runs alike. Likewise CloudSummaries, apart from the
+optional stale clean-up.
+
+**Incremental runs.** The loader records, in each message's own transaction, the HSS
+keys its job/summary rows feed, including the key of a job row it replaces
+(``PendingSummaryKeys``), and the site-months of its cloud records plus those of the
+stored records of the same VMs (``PendingCloudMonths``); see ``apel.db.pending``. A
+run recomputes exactly those keys (``cpu``) or site-months (``cloud``), every source in
+precedence order in one transaction, and deletes the bookkeeping rows it read in that
+same transaction: rows committed meanwhile stay for the next run, and a failed run
+leaves everything to be redone. Since HSS is replace-only, recomputing a key from all
+its current source rows writes exactly what a full run writes for it, and every key a
+full run would change is pending, so an incremental run leaves the tables as a full run
+would. ``--full`` (and the first run on a database, recognised by the missing
+``LastUpdated`` row ``summariser-<type>``) recomputes every site-month.
+
+With the stale clean-up enabled, a cloud run also recomputes every site-month inside
+the clean-up window: the clean-up deletes what the run did not refresh there, so the
+window must be refreshed completely, as a full run does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from apel.db.backend import Backend, Transaction
+from apel.services import summary_sql as sql
+
+log = logging.getLogger("apel.summariser")
+
+CPU = "cpu"
+CLOUD = "cloud"
+TYPES = (CPU, CLOUD)
+MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
+# Keys recomputed per transaction in an incremental run (bounds the transaction size).
+KEYS_PER_TRANSACTION = 20000
+# Site-months per transaction in a full run.
+SITE_MONTHS_PER_TRANSACTION = 1
+_DELETE_CHUNK = 1000
+
+
+@dataclass
+class SummariserSettings:
+    """``[summariser]`` of summariser.cfg and ``[db] type`` of db.cfg, validated."""
+
+    kind: str = CPU
+    full: bool = False
+    # Both set: delete stale cloud summaries (§8.3). None: no clean-up.
+    stale_window_days: Optional[int] = None
+    progress_interval: float = 30.0  # seconds between progress lines in long runs
+
+
+@dataclass
+class RunReport:
+    """What one run did, for the log and the tests."""
+
+    kind: str
+    mode: str  # "full" or "incremental"
+    site_months: int = 0
+    keys: int = 0
+    rows: int = 0  # rows affected, as the database counts them
+    stale_deleted: int = 0
+    pending_cleared: int = 0
+    elapsed: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def month_before(when: dt.datetime, days: int) -> tuple[int, int]:
+    """(year, month) of the month containing ``when`` − ``days`` days."""
+    earlier = when - dt.timedelta(days=days)
+    return earlier.year, earlier.month
+
+
+class Summariser:
+    """One summariser run over one connected backend."""
+
+    def __init__(
+        self, backend: Backend, settings: SummariserSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if settings.kind not in TYPES:
+            raise ValueError(f"unknown summariser type {settings.kind!r} (known: {', '.join(TYPES)})")
+        self.backend = backend
+        self.settings = settings
+        self._clock = clock
+        self.dialect = sql.dialect_for(backend.name, backend.placeholder)
+        self._mark = self.dialect.mark
+
+    # -- entry point ----------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        """Summarise; every failure propagates (StorageError/DatabaseUnavailable) after
+        the current transaction was rolled back."""
+        started = self._clock()
+        kind = self.settings.kind
+        baseline = self._has_marker()
+        mode = "full" if self.settings.full or not baseline else "incremental"
+        report = RunReport(kind=kind, mode=mode)
+        if mode == "full" and not self.settings.full:
+            report.notes.append("no earlier run recorded in this database")
+        log.info("Summarising %s records (%s%s)", kind, mode,
+                 f", {report.notes[0]}" if report.notes else "")
+        if kind == CPU:
+            self._run_cpu(report, started)
+        else:
+            self._run_cloud(report, started)
+        report.elapsed = self._clock() - started
+        log.info(
+            "Summarised %s (%s): %d site-months, %d keys, %d rows affected, %d stale deleted,"
+            " %d pending entries cleared, %.1f s",
+            kind, mode, report.site_months, report.keys, report.rows, report.stale_deleted,
+            report.pending_cleared, report.elapsed,
+        )
+        return report
+
+    # -- cpu --------------------------------------------------------------------------------
+
+    def _run_cpu(self, report: RunReport, started: float) -> None:
+        statements = sql.cpu_statements(self.dialect)
+        pending = self.backend.query(
+            f"SELECT id, {', '.join(sql.HSS_KEY)} FROM PendingSummaryKeys ORDER BY id"  # noqa: S608
+        )
+        if report.mode == "full":
+            site_months = sorted(set(self.backend.query(statements.site_months)))
+            steps = (statements.jobs_site_month, statements.summaries_site_month,
+                     statements.normalised_site_month)
+
+            def work(tx: Transaction, batch: Sequence[tuple]) -> int:
+                return sum(tx.execute(step, list(site_month)) for site_month in batch for step in steps)
+
+            self._in_batches(report, started, site_months, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
+            report.site_months = len(site_months)
+            self._finish(report, "PendingSummaryKeys", [row[0] for row in pending])
+            return
+
+        if not pending:
+            log.info("Nothing loaded since the last run")
+            self._finish(report, "PendingSummaryKeys", [])
+            return
+        # Group the pending rows by key, so that each key's bookkeeping rows are deleted
+        # in the transaction that recomputes it.
+        by_key: dict[tuple, list[int]] = {}
+        for row in pending:
+            by_key.setdefault(tuple(row[1:]), []).append(row[0])
+        keys = list(by_key)
+        report.keys = len(keys)
+        report.site_months = len({key[:3] for key in keys})
+        create, clear, fill = statements.create_work, statements.clear_work, statements.fill_work
+        steps = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
+
+        def recompute(tx: Transaction, batch: Sequence[tuple]) -> int:
+            for statement in create:
+                tx.execute(statement)
+            tx.execute(clear)
+            tx.executemany(fill, batch)
+            changed = sum(tx.execute(step) for step in steps)
+            self._delete_ids(tx, "PendingSummaryKeys", [i for key in batch for i in by_key[key]])
+            return changed
+
+        self._in_batches(report, started, keys, KEYS_PER_TRANSACTION, recompute, "keys")
+        report.pending_cleared = len(pending)
+        self._finish(report, None, [])
+
+    # -- cloud ------------------------------------------------------------------------------
+
+    def _run_cloud(self, report: RunReport, started: float) -> None:
+        statements = sql.cloud_statements(self.dialect)
+        # The database's clock, as UpdateTime is set by it (the stale clean-up compares them).
+        (db_start,) = self.backend.query("SELECT CURRENT_TIMESTAMP AS UpdateTime")[0]
+        if isinstance(db_start, str):
+            db_start = dt.datetime.fromisoformat(db_start)
+        pending = self.backend.query("SELECT id, SiteID, Year, Month FROM PendingCloudMonths ORDER BY id")
+        window = self.settings.stale_window_days
+        threshold = month_before(db_start, window) if window is not None else None
+        if report.mode == "full":
+            site_months = set(self.backend.query(statements.site_months))
+        else:
+            site_months = {tuple(row[1:]) for row in pending}
+            if threshold is not None:
+                year, month = threshold
+                site_months |= set(self.backend.query(statements.site_months_from, [year, year, month]))
+        ordered = sorted(tuple(int(v) for v in sm) for sm in site_months)
+        report.site_months = len(ordered)
+
+        def work(tx: Transaction, batch: Sequence[tuple]) -> int:
+            return sum(tx.execute(statements.summarise_site_month, list(sm)) for sm in batch)
+
+        if ordered:
+            self._in_batches(report, started, ordered, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
+        elif report.mode == "incremental":
+            log.info("Nothing loaded since the last run")
+
+        def clean_up(tx: Transaction) -> None:
+            if threshold is None:
+                return
+            year, month = threshold
+            report.stale_deleted = tx.execute(statements.delete_stale, [year, year, month, db_start])
+            log.info("Deleted %d stale cloud summaries from %04d-%02d on (not refreshed since %s)",
+                     report.stale_deleted, year, month, db_start)
+
+        self._finish(report, "PendingCloudMonths", [row[0] for row in pending], clean_up)
+
+    # -- shared -----------------------------------------------------------------------------
+
+    def _in_batches(
+        self, report: RunReport, started: float, items: Sequence[Any], size: int,
+        work: Callable[[Transaction, Sequence[Any]], int], unit: str,
+    ) -> None:
+        """Run ``work`` over ``items`` in transactions of ``size``; log progress now and then."""
+        last_note = self._clock()
+        for start in range(0, len(items), size):
+            batch = items[start:start + size]
+            with self.backend.transaction() as tx:
+                report.rows += work(tx, batch)
+            now = self._clock()
+            if now - last_note >= self.settings.progress_interval:
+                last_note = now
+                log.info("%s %s: %d/%d %s, %d rows affected, %.1f s elapsed", report.kind, report.mode,
+                         min(start + size, len(items)), len(items), unit, report.rows, now - started)
+
+    def _finish(
+        self, report: RunReport, pending_table: Optional[str], pending_ids: Sequence[int],
+        extra: Optional[Callable[[Transaction], None]] = None,
+    ) -> None:
+        """Last transaction: the clean-up, the bookkeeping read at the start, the marker."""
+        with self.backend.transaction() as tx:
+            if extra is not None:
+                extra(tx)
+            if pending_table is not None:
+                self._delete_ids(tx, pending_table, pending_ids)
+                report.pending_cleared += len(pending_ids)
+            m = self._mark
+            marker = MARKER.format(report.kind)
+            tx.execute(f"DELETE FROM LastUpdated WHERE Type = {m}", [marker])  # noqa: S608
+            tx.execute(f"INSERT INTO LastUpdated (Type) VALUES ({m})", [marker])  # noqa: S608
+
+    def _delete_ids(self, tx: Transaction, table: str, ids: Iterable[int]) -> None:
+        """Delete exactly these bookkeeping rows (never "up to an id": a loader's row with
+        a lower id may commit after this run read the table)."""
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _DELETE_CHUNK):
+            chunk = ordered[start:start + _DELETE_CHUNK]
+            marks = ", ".join([self._mark] * len(chunk))
+            tx.execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)  # noqa: S608
+
+    def _has_marker(self) -> bool:
+        rows = self.backend.query(
+            f"SELECT COUNT(*) FROM LastUpdated WHERE Type = {self._mark}",  # noqa: S608
+            [MARKER.format(self.settings.kind)],
+        )
+        return bool(rows and rows[0][0])

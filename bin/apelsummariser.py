@@ -1,0 +1,131 @@
+"""``apelsummariser``: summarise job or cloud records (run from cron).
+
+Arguments and configuration only; the work is in ``apel.services.summariser``.
+
+    apelsummariser [-d db.cfg] [-c summariser.cfg] [--full]
+
+``[db] type`` of db.cfg chooses ``cpu`` (default: jobs and summaries into
+HybridSuperSummaries) or ``cloud`` (cloud records into CloudSummaries). Runs are
+incremental unless ``--full`` is given. Exit 0 on success, 1 on any failure (a
+configuration error, a live run holding the pidfile, the database unavailable), with
+the reason in one line; the pidfile is removed on every exit path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+import apel
+from apel.db.backend import DatabaseUnavailable, StorageError, load_backend
+from apel.services.summariser import TYPES, Summariser, SummariserSettings
+from ssm.cli import FatalError, make_parser, run, warn_deprecated
+from ssm.config import ConfigFile
+from ssm.logs import LOG_FORMAT, setup_logging
+from ssm.pidfile import PidFile
+
+PROG = "apelsummariser"
+DEFAULT_CONFIG = "/etc/apel/summariser.cfg"
+DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
+DEFAULT_PIDFILE = "/var/run/apel/summariser.pid"
+SECTION = "summariser"
+
+log = logging.getLogger("apel.summariser")
+
+
+def parse_args(argv: Optional[list[str]] = None):
+    parser = make_parser(
+        PROG,
+        "Summarise job records into HybridSuperSummaries, or cloud records into CloudSummaries.",
+        f"APEL {apel.__version__}",
+        DEFAULT_CONFIG,
+        DEFAULT_DB_CONFIG,
+    )
+    parser.add_argument(
+        "--full", action="store_true",
+        help="recompute every site-month instead of only what was loaded since the last run",
+    )
+    return parser.parse_args(argv)
+
+
+def read_summariser_settings(
+    config: ConfigFile, db_config: ConfigFile, full: bool
+) -> tuple[SummariserSettings, str]:
+    """``[summariser]`` of summariser.cfg and ``[db] type``: the settings and the pidfile."""
+    if not config.has_section(SECTION):
+        raise config.error(SECTION, None, "missing section")
+    pidfile = config.get(SECTION, "pidfile", DEFAULT_PIDFILE)
+    if not pidfile:
+        raise config.error(SECTION, "pidfile", "must not be empty")
+    kind = db_config.getchoice("db", "type", list(TYPES), "cpu").lower()
+    # As in the existing tool, the clean-up needs both options (§10 step 4).
+    window: Optional[int] = None
+    if config.has_option(SECTION, "delete_stale_summaries") and config.has_option(
+        SECTION, "stale_summary_window_days"
+    ):
+        if config.getbool(SECTION, "delete_stale_summaries"):
+            window = config.getint(SECTION, "stale_summary_window_days", minimum=0)
+    progress = config.getfloat(SECTION, "progress_interval", 30.0)
+    if progress <= 0:
+        raise config.error(SECTION, "progress_interval", "must be positive")
+    settings = SummariserSettings(kind=kind, full=full, stale_window_days=window, progress_interval=progress)
+    return settings, pidfile
+
+
+def read_db_settings(config: ConfigFile) -> tuple[type, dict]:
+    """``[db]`` of db.cfg: the backend class and its settings (all options, as text)."""
+    if not config.has_section("db"):
+        raise config.error("db", None, "missing section")
+    name = config.get("db", "backend", "mysql").lower()
+    try:
+        backend_class = load_backend(name)
+    except KeyError as exc:
+        raise config.error("db", "backend", str(exc.args[0])) from None
+    except ImportError as exc:
+        raise config.error("db", "backend", f"{name!r} cannot be loaded: {exc}") from None
+    settings = {option: config.get("db", option) for option in config.options("db")}
+    settings["backend"] = name
+    return backend_class, settings
+
+
+def setup_summariser_logging(config: ConfigFile) -> None:
+    if config.has_section("logging"):
+        setup_logging(config)
+        return
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    config = ConfigFile(args.config)
+    db_config = ConfigFile(args.db)
+    backend_class, db_settings = read_db_settings(db_config)
+    settings, pidfile = read_summariser_settings(config, db_config, args.full)
+    setup_summariser_logging(config)
+    warn_deprecated(args)
+    with PidFile(pidfile):
+        try:
+            backend = backend_class(db_settings)
+        except ValueError as exc:
+            raise FatalError(f"{db_config.path}: {exc}") from None
+        try:
+            backend.connect()
+            Summariser(backend, settings).run()
+        except (DatabaseUnavailable, StorageError) as exc:
+            raise FatalError(f"summarising failed: {exc}") from None
+        except Exception as exc:  # a bug: full details in the log, one line for cron
+            log.exception("Unexpected error while summarising")
+            raise FatalError(f"summarising failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            backend.close()
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run(_main, PROG)
+
+
+if __name__ == "__main__":
+    main()
