@@ -1,0 +1,183 @@
+"""SSM building blocks in-process: DN file, queues, the receiver's per-message decision."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+from dirq.queue import Queue
+from test_ssm_support import openssl_sign
+
+from ssm import crypto
+from ssm.dns import AllowedDNs, DNFileError, parse_dns, read_dns
+from ssm.queues import (
+    INCOMING_SCHEMA,
+    DirectoryOutgoingQueue,
+    DirqOutgoingQueue,
+    QueueIOError,
+    open_incoming,
+    open_outgoing,
+    open_reject,
+)
+from ssm.receiver import ReceiverOptions, handle_message
+from ssm.sender import sign_message
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_dn_file_parsing(caplog):
+    text = (
+        "# comment\n\n   \n/C=UK/O=eScience/CN=a.example.org\n  /C=UK/L=A City/CN=b  \n"
+        "C = UK, CN = wrong\n/C=UK/O=eScience/CN=a.example.org\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        assert parse_dns(text) == ["/C=UK/O=eScience/CN=a.example.org", "/C=UK/L=A City/CN=b"]
+    assert "DN in incorrect format: C = UK, CN = wrong" in caplog.text
+
+
+def test_dn_file_errors_and_keep_last_good(tmp_path, caplog):
+    path = tmp_path / "dns"
+    with pytest.raises(DNFileError, match="Cannot read DN file"):
+        read_dns(str(path))
+    path.write_text("# nothing\n")
+    with pytest.raises(DNFileError, match=r"No valid DNs found in .*\.  SSM will not start"):
+        read_dns(str(path))
+    path.write_text("/CN=one\n")
+    allowed = AllowedDNs(str(path))
+    assert "/CN=one" in allowed and "/CN=two" not in allowed
+    path.write_text("")
+    with caplog.at_level(logging.ERROR):
+        assert allowed.reload() is False
+    assert "/CN=one" in allowed and "keeping the previous list of 1 DNs" in caplog.text
+    path.write_text("/CN=two\n")
+    assert allowed.reload() is True
+    assert "/CN=two" in allowed and "/CN=one" not in allowed
+
+
+def test_directory_queue_order_and_ignores(tmp_path):
+    queue = open_outgoing(str(tmp_path / "q"), "directory")
+    assert isinstance(queue, DirectoryOutgoingQueue)
+    first = queue.add("first")
+    second = queue.add(b"second")
+    past = time.time() - 100
+    os.utime(os.path.join(queue.path, second), (past, past))
+    os.mkdir(os.path.join(queue.path, "subdir"))
+    (tmp_path / "q" / ".partial").write_text("being written")
+    assert queue.names() == [second, first]
+    assert queue.lock(first) and queue.get(first) == b"first"
+    queue.remove(first)
+    assert queue.names() == [second]
+    with pytest.raises(QueueIOError, match="Unsupported path_type"):
+        open_outgoing(str(tmp_path / "q"), "s3")
+
+
+def test_dirq_outgoing_lock_semantics(tmp_path):
+    queue = DirqOutgoingQueue(str(tmp_path / "q"))
+    names = [queue.add(f"m{i}") for i in range(3)]
+    assert queue.names() == names  # chronological
+    assert queue.lock(names[0]) and not queue.lock(names[0])
+    assert queue.names() == names  # locked messages still count
+    assert queue.get(names[0]) == b"m0"
+    queue.unlock(names[0])
+    assert queue.lock(names[0])
+    queue.remove(names[0])
+    assert queue.count() == 2
+
+
+def test_incoming_and_reject_queues_are_private_and_loader_readable(tmp_path):
+    incoming, reject = open_incoming(str(tmp_path)), open_reject(str(tmp_path))
+    name = incoming.add({"body": "text\n%%", "signer": "/CN=x", "empaid": "e1"})
+    reject.add_many([{"body": "raw", "signer": "Not available.", "empaid": "e2", "error": "why"}])
+    element = os.path.join(incoming.path, name)
+    assert sorted(os.listdir(element)) == ["body", "empaid", "signer"]
+    for path in (incoming.path, element):
+        assert os.stat(path).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(element, "body")).st_mode & 0o777 == 0o600
+    with open(os.path.join(element, "body"), encoding="utf-8") as handle:
+        assert handle.read() == "text\n%%"  # no trailing newline added
+    # what the loader does: a dirq Queue with the same schema, lock + get + remove
+    loader = Queue(incoming.path, schema=INCOMING_SCHEMA)
+    elem = loader.first()
+    assert loader.lock(elem)
+    assert loader.get(elem) == {"body": "text\n%%", "signer": "/CN=x", "empaid": "e1"}
+    assert reject.read(reject.names()[0])["error"] == "why"
+
+
+def test_write_failure_is_reported(tmp_path):
+    incoming = open_incoming(str(tmp_path))
+    os.rmdir(os.path.join(incoming.path, "temporary"))
+    with open(os.path.join(incoming.path, "temporary"), "w", encoding="utf-8") as handle:
+        handle.write("blocker")
+    with pytest.raises(QueueIOError, match="cannot write to queue"):
+        incoming.add({"body": "b", "signer": "s", "empaid": "e"})
+
+
+@pytest.fixture(scope="module")
+def signer(pki):
+    return pki.host("unit-signer")
+
+
+@pytest.fixture
+def options(pki, signer):
+    receiver = pki.host("unit-receiver")
+    return ReceiverOptions("/queue/x", receiver.cert_path, receiver.key_path, pki.capath, False)
+
+
+@pytest.fixture
+def allowed(tmp_path, signer):
+    path = tmp_path / "dns"
+    path.write_text(signer.dn + "\n")
+    return AllowedDNs(str(path))
+
+
+def test_handle_message_accepts_and_normalises(signer, options, allowed):
+    signed = openssl_sign(signer, "line one\r\nline two\n%%\n\n")
+    decision = handle_message({"empa-id": "e1"}, signed.encode(), options, allowed)
+    assert decision.target == "incoming"
+    assert decision.fields == {"body": "line one\nline two\n%%", "signer": signer.dn, "empaid": "e1"}
+    # encrypted to the receiver: decrypted first
+    envelope = crypto.encrypt(signed, options.certificate)
+    assert handle_message({}, envelope, options, allowed).fields["empaid"] == "noid"
+    assert handle_message({}, envelope, options, allowed).target == "incoming"
+
+
+@pytest.mark.parametrize("headers, body, target, error", [
+    ({"empa-id": "ping"}, b"", "drop", None),
+    ({"empa-id": "012345"}, b"body", "reject", "Failed to verify message: "),
+    ({}, b"", "reject", "Empty text passed to _handle_msg."),
+    ({}, None, "reject", "Empty text passed to _handle_msg."),
+    ({}, b"\xff\xfe\x00garbage", "reject", "Message is not UTF-8 text"),
+    ({}, "MIME-Version: 1.0\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\n\nAAAA",
+     "reject", "Failed to decrypt message: "),
+])
+def test_handle_message_never_raises(headers, body, target, error, options, allowed):
+    decision = handle_message(headers, body, options, allowed)
+    assert decision.target == target
+    if error:
+        assert decision.fields["error"].startswith(error)
+        assert decision.fields["signer"] == "Not available."
+
+
+def test_handle_message_base64_inner_part(signer, options, allowed, tmp_path):
+    """The existing SSM crashed on base64 inner parts (spec §12 item 5)."""
+    import base64
+    import subprocess
+
+    inner = ("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+             + base64.encodebytes("Zürich record\n%%".encode()).decode().replace("\n", "\r\n"))
+    out = subprocess.run(
+        ["openssl", "smime", "-sign", "-signer", signer.cert_path, "-inkey", signer.key_path],
+        input=inner.encode(), capture_output=True, check=True,
+    )
+    decision = handle_message({"empa-id": "b64"}, out.stdout, options, allowed)
+    assert decision.target == "incoming", decision.fields
+    assert decision.fields["body"] == "Zürich record\n%%"
+
+
+def test_sign_message_checks_every_step(signer, pki):
+    body, problem = sign_message("hello", signer.cert_path, signer.key_path, None)
+    assert body and "application/x-pkcs7-signature" in body and problem == ""
+    body, problem = sign_message("hello", signer.cert_path, pki.host("unit-other").key_path, None)
+    assert body is None and "could not be signed" in problem
