@@ -644,9 +644,8 @@ def test_daemon_mode_detaches_writes_pidfile_and_stops_on_sigterm(env):
 @pytest.mark.timeout(180)
 def test_two_loaders_on_one_queue_load_everything_exactly_once(mysql_env, tmp_path):
     env = mysql_env
-    messages = 40
-    for index in range(messages):
-        env.put(job_message(jobs(50, f"two{index:03d}", seed=index)), empaid=f"two-{index}")
+    messages = 60
+    bodies = [job_message(jobs(50, f"two{index:03d}", seed=index)) for index in range(messages)]
     second_cfg = tmp_path / "loader2.cfg"
     second_log = tmp_path / "loader2.log"
     second_cfg.write_text(
@@ -656,6 +655,11 @@ def test_two_loaders_on_one_queue_load_everything_exactly_once(mysql_env, tmp_pa
     )
     first, second = env.start(), env.start(config=second_cfg)
     try:
+        env.wait_for_log("Loader started")
+        wait_until(lambda: "Loader started" in second_log.read_text() if second_log.exists() else False,
+                   30, "the second loader")
+        for index, body in enumerate(bodies):
+            env.put(body, empaid=f"two-{index}")
         wait_until(lambda: env.elements("incoming") == [], 120, "the queue to be emptied")
     finally:
         assert stop(first) == 0

@@ -281,11 +281,14 @@ class Loader:
         except OSError as exc:  # committed: keep it, loading it again is harmless
             self._keep(name)
             raise _KeepMessages(str(exc), name, what="cannot update the queues") from None
+        records = len(message.records)
+        attributes = len(message.group_attributes)
         log.info(
-            "Loaded %d %s records from %s (empaid %s, %s) in %.1f ms",
-            count, message.record_type, signer, element.get("empaid", "-"), name, monotonic_ms(started),
+            "Loaded %d %s records%s from %s (empaid %s, %s, %d rows written) in %.1f ms",
+            records, message.record_type, f" and {attributes} group attributes" if attributes else "",
+            signer, element.get("empaid", "-"), name, count, monotonic_ms(started),
         )
-        return Outcome.LOADED, count
+        return Outcome.LOADED, records
 
     def _reject(self, name: str, element: dict, reason: str) -> Outcome:
         data = {"body": element.get("body", ""), "error": reason}
