@@ -181,3 +181,18 @@ def test_sign_message_checks_every_step(signer, pki):
     assert body and "application/x-pkcs7-signature" in body and problem == ""
     body, problem = sign_message("hello", signer.cert_path, pki.host("unit-other").key_path, None)
     assert body is None and "could not be signed" in problem
+
+
+@pytest.mark.parametrize("name, sections", [
+    ("sender.cfg", ["sender", "broker", "certificates", "messaging", "logging"]),
+    ("receiver.cfg", ["receiver", "broker", "certificates", "messaging", "logging", "daemon"]),
+])
+def test_shipped_configs_parse(name, sections):
+    from ssm.config import ConfigFile
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = ConfigFile(os.path.join(here, "conf", name))
+    assert all(config.has_section(section) for section in sections)
+    assert config.get("broker", "use_ssl") == "true"
+    with open(os.path.join(here, "conf", "dns"), encoding="utf-8") as handle:
+        assert parse_dns(handle.read()) == []  # only comments and an example
