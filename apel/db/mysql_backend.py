@@ -39,7 +39,6 @@ import pymysql
 import pymysql.err
 
 from apel.db import pending
-from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema import schema_statements

@@ -314,8 +314,12 @@ class Layout:
 
     def build(self, records: Sequence[model.Record], publisher_dn: str = "") -> list[list[Any]]:
         """Rows for ``records``; StorageError names a refused record (1-based) and field."""
+        return transpose(self.build_columns(records, publisher_dn))
+
+    def build_columns(self, records: Sequence[model.Record], publisher_dn: str = "") -> list[list[Any]]:
+        """The values of each of :attr:`columns` for ``records`` (column-major)."""
         if not records:
-            return []
+            return [[] for _ in self.columns]
         columns = []
         count = len(records)
         for src in self.sources:
@@ -332,7 +336,7 @@ class Layout:
                 raise StorageError(f"{self.record_type} record: {exc}") from None
         if self.publisher:
             columns.append([publisher_dn] * len(records))
-        return list(map(list, zip(*columns)))
+        return columns
 
     def _refuse(self, src: Source, values: list[Any]) -> None:
         for number, value in enumerate(values, 1):
@@ -581,8 +585,28 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-def build_message(message: model.ParsedMessage, publisher_dn: str) -> list[tuple[Layout, list[list[Any]]]]:
-    """Every row of ``message``, per table, in message order; StorageError if any is refused.
+def transpose(columns: list[list[Any]]) -> list[list[Any]]:
+    """Column-major values -> one list per row."""
+    return list(map(list, zip(*columns)))
+
+
+@dataclass
+class TableData:
+    """The built values of one table's rows, column-major (``columns[i]`` belongs to
+    ``layout.columns[i]``), as the bulk writers want them."""
+
+    layout: Layout
+    columns: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def rows(self) -> list[list[Any]]:
+        return transpose(self.columns)
+
+
+def build_message(message: model.ParsedMessage, publisher_dn: str) -> list[TableData]:
+    """Every value of ``message``, per table, in message order; StorageError if any is refused.
 
     Runs before the database is touched, so a refused record costs no transaction.
     StAR messages give two tables: StarRecords, then GroupAttributes.
@@ -597,7 +621,7 @@ def build_message(message: model.ParsedMessage, publisher_dn: str) -> list[tuple
         raise StorageError(f"publisher DN: {exc}") from None
     parts = []
     if message.records:
-        parts.append((layout, layout.build(message.records, dn)))
+        parts.append(TableData(layout, layout.build_columns(message.records, dn)))
     if message.group_attributes:
-        parts.append((GROUP_ATTRIBUTE, GROUP_ATTRIBUTE.build(message.group_attributes, dn)))
+        parts.append(TableData(GROUP_ATTRIBUTE, GROUP_ATTRIBUTE.build_columns(message.group_attributes, dn)))
     return parts

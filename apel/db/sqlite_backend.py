@@ -29,8 +29,10 @@ from apel.records.model import ParsedMessage
 
 _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-# OperationalError texts that mean "cannot work right now", not "bad data".
-_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, sqlite3.ProgrammingError)
+# Errors about the values themselves; every other sqlite3 error means "cannot work now".
+_DATA_ERRORS = (
+    sqlite3.IntegrityError, sqlite3.DataError, OverflowError, sqlite3.ProgrammingError, UnicodeEncodeError,
+)
 
 
 def error_for(exc: BaseException) -> Exception:
@@ -180,7 +182,7 @@ class SQLiteBackend(Backend):
         try:
             yield _SQLiteTransaction(conn)
             conn.execute("COMMIT")
-        except (sqlite3.Error, OverflowError) as exc:
+        except (sqlite3.Error, OverflowError, UnicodeEncodeError) as exc:
             self._rollback(conn)
             raise error_for(exc) from exc
         except BaseException:
@@ -203,8 +205,9 @@ class SQLiteBackend(Backend):
         with self.transaction() as tx:
             conn = self._connection()
             cache: dict[str, dict[str, int]] = {}
-            for layout, table_rows in parts:
-                self._substitute(conn, layout, table_rows, cache)
+            for part in parts:
+                layout = part.layout
+                table_rows = self._substitute(conn, part, cache)
                 # the summariser's bookkeeping, in this same transaction (apel.db.pending)
                 pending.before_write(tx, self.name, "?", layout.record_type, layout.columns, table_rows)
                 written += self._write(conn, layout, table_rows)
@@ -212,28 +215,25 @@ class SQLiteBackend(Backend):
         return written
 
     def _substitute(
-        self, conn: sqlite3.Connection, layout: _rows.Layout, table_rows: list[list[Any]],
-        cache: dict[str, dict[str, int]],
-    ) -> None:
-        """Names -> ids in place (inserting new names), then values -> SQLite types."""
+        self, conn: sqlite3.Connection, part: _rows.TableData, cache: dict[str, dict[str, int]]
+    ) -> list[list[Any]]:
+        """The rows, with names replaced by ids (inserting new names) and SQLite types."""
+        layout = part.layout
+        columns = part.columns
         for position, table in layout.lookup_positions:
             ids = cache.setdefault(table, {})
-            as_text = layout.publisher_as_text and layout.columns[position] == "PublisherDNID"
-            for row in table_rows:
-                name = row[position]
-                row_id = ids.get(name)
-                if row_id is None:
-                    row_id = ids[name] = self._lookup(conn, table, name)
-                row[position] = str(row_id) if as_text else row_id
-        datetimes = layout.positions_of(_dt.datetime)
-        decimals = layout.positions_of(Decimal)
-        for row in table_rows:
-            for i in datetimes:
-                if row[i] is not None:
-                    row[i] = row[i].strftime(_DT_FORMAT)
-            for i in decimals:
-                if row[i] is not None:
-                    row[i] = float(row[i])
+            for name in dict.fromkeys(columns[position]):
+                if name not in ids:
+                    ids[name] = self._lookup(conn, table, name)
+            column = list(map(ids.__getitem__, columns[position]))
+            if layout.publisher_as_text and layout.columns[position] == "PublisherDNID":
+                column = list(map(str, column))
+            columns[position] = column
+        for i in layout.positions_of(_dt.datetime):
+            columns[i] = [None if v is None else v.strftime(_DT_FORMAT) for v in columns[i]]
+        for i in layout.positions_of(Decimal):
+            columns[i] = [None if v is None else float(v) for v in columns[i]]
+        return part.rows()
 
     @staticmethod
     def _lookup(conn: sqlite3.Connection, table: str, name: str) -> int:
