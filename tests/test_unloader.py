@@ -9,6 +9,7 @@ message texts are written out by hand from messages.md §7.1.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import stat
 import subprocess
@@ -23,6 +24,7 @@ from apel.db.backend import load_backend
 from apel.records import JOB, parse_message, render_message
 from apel.samples import job_records
 
+_databases = itertools.count()
 UNLOADER = str(Path(sys.executable).with_name("apeldbunloader"))
 PUBLISHER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=publisher.example.org"
 UTC = dt.timezone.utc
@@ -346,7 +348,8 @@ def db_settings(kind: str, request, tmp_path: Path) -> dict:
     if kind == "mysql":
         from apel.db.mysql_backend import apply_schema
 
-        args = request.getfixturevalue("mysql_database")
+        mariadb = request.getfixturevalue("mariadb")  # a new database for every call
+        args = mariadb.connect_args(mariadb.create_database(f"apel_unloader_{next(_databases)}"))
         apply_schema(args)
         return {"backend": "mysql", "hostname": args["host"], "port": str(args["port"]),
                 "name": args["database"], "username": args["user"], "password": args["password"]}
