@@ -30,9 +30,7 @@ from apel.records.model import ParsedMessage
 _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # Errors about the values themselves; every other sqlite3 error means "cannot work now".
-_DATA_ERRORS = (
-    sqlite3.IntegrityError, sqlite3.DataError, OverflowError, sqlite3.ProgrammingError, UnicodeEncodeError,
-)
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, UnicodeEncodeError)
 
 
 def error_for(exc: BaseException) -> Exception:
@@ -113,7 +111,11 @@ class SQLiteBackend(Backend):
         """Open the file, creating it (0600, directory 0700) with the schema if missing."""
         try:
             self._create_file()
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            # one backend object serves one thread at a time, but not always the thread
+            # that connected it (a loader may hand it to a worker)
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         self._conn = conn
