@@ -42,21 +42,21 @@ def _cfg(path: str, sections: dict[str, dict[str, str]]) -> str:
     return path
 
 
-def _wait_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int]:
-    """(exit status, peak RSS in KB) of a child, from wait4."""
+def _wait_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int, float]:
+    """(exit status, peak RSS in KB, CPU seconds incl. its reaped children) of a child, from wait4."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss
+            return proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         time.sleep(0.02)
     proc.kill()
     raise RuntimeError(f"{proc.args[0]} did not finish in {timeout:.0f} s")
 
 
 def _one_run(base: str, pki: TestPKI, broker: ActiveMQ, label: str, count: int, window: int,
-             encrypt: bool) -> dict:
+             encrypt: bool, persistent: bool = True) -> dict:
     run_dir = os.path.join(base, f"run-{label}")
     os.makedirs(run_dir)
     sender, receiver = pki.host(f"bench-sender-{label}"), pki.host(f"bench-receiver-{label}")
@@ -70,7 +70,7 @@ def _one_run(base: str, pki: TestPKI, broker: ActiveMQ, label: str, count: int, 
             **({"server_cert": receiver.cert_path} if encrypt else {}),
         ),
         "messaging": {"destination": destination, "path": os.path.join(run_dir, "outgoing"),
-                      "send_window": str(window)},
+                      "send_window": str(window), "persistent": str(persistent).lower()},
         "logging": {"logfile": os.path.join(run_dir, "ssmsend.log"), "level": "WARN", "console": "false"},
     })
     incoming_base = os.path.join(run_dir, "spool")
@@ -96,26 +96,40 @@ def _one_run(base: str, pki: TestPKI, broker: ActiveMQ, label: str, count: int, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)  # subscribed before the clock starts
+        broker_cpu = _cpu_seconds(broker.proc.pid)
         start = time.monotonic()
         send = subprocess.Popen([os.path.join(BIN, "ssmsend"), "-c", send_cfg],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        send_status, send_rss = _wait_rusage(send, timeout=600)
+        send_status, send_rss, send_cpu = _wait_rusage(send, timeout=600)
         send_done = time.monotonic() - start
         deadline = time.monotonic() + 600
         while incoming.count() < count and time.monotonic() < deadline:
             time.sleep(0.01)
         elapsed = time.monotonic() - start
         received = incoming.count()
+        broker_cpu = _cpu_seconds(broker.proc.pid) - broker_cpu
     finally:
         recv.terminate()
-        recv_status, recv_rss = _wait_rusage(recv, timeout=60)
+        recv_status, recv_rss, recv_cpu = _wait_rusage(recv, timeout=60)
     return {
         "run": label, "window": window, "encrypted": encrypt, "messages": count, "received": received,
         "send_exit": send_status, "receive_exit": recv_status,
         "send_s": round(send_done, 2), "seconds": round(elapsed, 2),
         "msg_per_s": round(received / elapsed, 1), "mb_per_s": round(payload / elapsed / 1e6, 2),
         "sender_rss_mb": round(send_rss / 1024, 1), "receiver_rss_mb": round(recv_rss / 1024, 1),
+        "cpu_ms_per_msg": {
+            "sender": round(send_cpu * 1000 / count, 2),
+            "receiver": round(recv_cpu * 1000 / count, 2),
+            "broker": round(broker_cpu * 1000 / count, 2),
+        },
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (the broker) from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
@@ -141,14 +155,17 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
 def table(rows: list[dict]) -> str:
     lines = [
         "| run | window | encrypted | messages (10 KB) | received | ssmsend done (s) | end to end (s) "
-        "| messages/s | MB/s | sender peak RSS (MB) | receiver peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| messages/s | MB/s | sender peak RSS (MB) | receiver peak RSS (MB) "
+        "| CPU ms/msg sender + receiver + broker |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cpu = r["cpu_ms_per_msg"]
         lines.append(
             f"| {r['run']} | {r['window']} | {'yes' if r['encrypted'] else 'no'} | {r['messages']} "
             f"| {r['received']} | {r['send_s']} | {r['seconds']} | **{r['msg_per_s']}** | {r['mb_per_s']} "
-            f"| {r['sender_rss_mb']} | {r['receiver_rss_mb']} |"
+            f"| {r['sender_rss_mb']} | {r['receiver_rss_mb']} "
+            f"| {cpu['sender']} + {cpu['receiver']} + {cpu['broker']} |"
         )
     return "\n".join(lines)
 
@@ -158,7 +175,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
     args = parser.parse_args()
     rows = run(quick=args.quick)
-    print(f"SSM end to end, {os.cpu_count()} CPUs, ActiveMQ STOMP+TLS with client certificates\n")
+    load = os.getloadavg()[0]
+    print(f"SSM end to end, {os.cpu_count()} CPUs (load average {load:.1f} at the end), "
+          "ActiveMQ STOMP+TLS with client certificates\n")
     print(table(rows))
 
 

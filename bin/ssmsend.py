@@ -79,6 +79,7 @@ def _main() -> int:
         reconnect_attempts=config.getint("broker", "reconnect_attempts", default=2, minimum=0),
         connect_timeout=common.connect_timeout,
         heartbeats=common.heartbeats,
+        persistent=config.getbool("messaging", "persistent", default=True),
         sign_workers=config.getint("messaging", "sign_workers", default=0, minimum=0, maximum=64),
     )
     try:
