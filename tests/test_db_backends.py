@@ -38,11 +38,25 @@ def settings_for(kind: str, request, tmp_path) -> dict:
     return {"backend": "sqlite", "name": str(tmp_path / "db" / "apel.sqlite3"), "timeout": "0.5"}
 
 
-@pytest.fixture(params=["mysql", "mysql-values", "sqlite"])
-def backend(request, tmp_path):
-    settings = settings_for(request.param, request, tmp_path)
+def _connected(kind: str, request, tmp_path):
+    settings = settings_for(kind, request, tmp_path)
     db = load_backend(settings["backend"])(settings)
     db.connect()
+    return db
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def backend(request, tmp_path):
+    db = _connected(request.param, request, tmp_path)
+    yield db
+    db.close()
+
+
+@pytest.fixture(params=["mysql", "mysql-values", "sqlite"])
+def writer(request, tmp_path):
+    """Like ``backend``, plus MySQL without LOAD DATA LOCAL: for the tests of how values
+    are written (both MySQL write paths must store exactly the same)."""
+    db = _connected(request.param, request, tmp_path)
     yield db
     db.close()
 
@@ -114,18 +128,18 @@ def test_schema_loads_under_strict_modes_and_every_view_answers(backend):
 # -- job records ------------------------------------------------------------------------
 
 
-def test_job_record_round_trips_through_the_view(backend):
-    assert backend.load_message(message("job", [job()]), PUBLISHER) == 1
-    (row,) = view(backend, "VJobRecords")
+def test_job_record_round_trips_through_the_view(writer):
+    assert writer.load_message(message("job", [job()]), PUBLISHER) == 1
+    (row,) = view(writer, "VJobRecords")
     assert isinstance(row.pop("UpdateTime"), dt.datetime)
     expected = job()
     expected["StartTime"] = dt.datetime(2024, 1, 31, 22, 0)
     expected["EndTime"] = dt.datetime(2024, 1, 31, 23, 30)
     expected["ServiceLevel"] = Decimal("10.500")
     assert row == expected
-    stored = backend.query("SELECT EndYear, EndMonth FROM JobRecords")
+    stored = writer.query("SELECT EndYear, EndMonth FROM JobRecords")
     assert stored == [(2024, 1)]
-    dn = backend.query("SELECT d.name FROM JobRecords j JOIN DNs d ON d.id = j.PublisherDNID")
+    dn = writer.query("SELECT d.name FROM JobRecords j JOIN DNs d ON d.id = j.PublisherDNID")
     assert dn == [(PUBLISHER,)]
 
 
@@ -139,23 +153,23 @@ def test_job_end_month_is_taken_in_utc(backend):
     ]
 
 
-def test_null_strings_are_stored_as_None_and_null_counts_as_zero(backend):
+def test_null_strings_are_stored_as_None_and_null_counts_as_zero(writer):
     record = job(SubmitHost="None", MachineName="None", Queue="None", GlobalUserName="None",
                  FQAN="None", VOGroup="None", VORole="None", InfrastructureDescription="None",
                  Processors=None, NodeCount=None, MemoryReal=None, MemoryVirtual=None)
-    backend.load_message(message("job", [record]), PUBLISHER)
-    (row,) = view(backend, "VJobRecords")
+    writer.load_message(message("job", [record]), PUBLISHER)
+    (row,) = view(writer, "VJobRecords")
     assert row["SubmitHost"] == row["Queue"] == row["VOGroup"] == "None"
     assert (row["Processors"], row["NodeCount"]) == (0, 0)
     assert row["MemoryReal"] is None and row["MemoryVirtual"] is None
-    assert backend.query("SELECT COUNT(*) FROM SubmitHosts WHERE name = 'None'") == [(1,)]
+    assert writer.query("SELECT COUNT(*) FROM SubmitHosts WHERE name = 'None'") == [(1,)]
 
 
-def test_durations_above_2_31_are_stored_exactly(backend):
+def test_durations_above_2_31_are_stored_exactly(writer):
     big = 2**40 + 7
-    backend.load_message(message("job", [job(WallDuration=big, CpuDuration=2**31, MemoryReal=2**62)]),
+    writer.load_message(message("job", [job(WallDuration=big, CpuDuration=2**31, MemoryReal=2**62)]),
                          PUBLISHER)
-    assert backend.query("SELECT WallDuration, CpuDuration, MemoryReal FROM VJobRecords") == [
+    assert writer.query("SELECT WallDuration, CpuDuration, MemoryReal FROM VJobRecords") == [
         (big, 2**31, 2**62)
     ]
 
@@ -168,21 +182,21 @@ def test_service_level_is_rounded_half_away_from_zero_to_3_decimals(backend):
     assert got == [("a", Decimal("2.001")), ("b", Decimal("10.123")), ("c", Decimal("9999999.999"))]
 
 
-def test_duplicate_jobs_replace_case_and_trailing_space_insensitively(backend):
-    backend.load_message(message("job", [job(LocalJobId="abc", WallDuration=1)]), PUBLISHER)
-    backend.load_message(message("job", [job(LocalJobId="ABC ", WallDuration=2)]), PUBLISHER)
-    assert backend.query("SELECT LocalJobId, WallDuration FROM JobRecords") == [("ABC ", 2)]
+def test_duplicate_jobs_replace_case_and_trailing_space_insensitively(writer):
+    writer.load_message(message("job", [job(LocalJobId="abc", WallDuration=1)]), PUBLISHER)
+    writer.load_message(message("job", [job(LocalJobId="ABC ", WallDuration=2)]), PUBLISHER)
+    assert writer.query("SELECT LocalJobId, WallDuration FROM JobRecords") == [("ABC ", 2)]
     # another EndTime or another site is another job
-    backend.load_message(message("job", [job(LocalJobId="abc", EndTime=job()["EndTime"]
+    writer.load_message(message("job", [job(LocalJobId="abc", EndTime=job()["EndTime"]
                                              + dt.timedelta(seconds=1))]), PUBLISHER)
-    backend.load_message(message("job", [job(LocalJobId="abc", Site="OTHER")]), PUBLISHER)
-    assert count(backend, "JobRecords") == 3
+    writer.load_message(message("job", [job(LocalJobId="abc", Site="OTHER")]), PUBLISHER)
+    assert count(writer, "JobRecords") == 3
 
 
-def test_duplicate_within_one_message_the_later_record_wins(backend):
+def test_duplicate_within_one_message_the_later_record_wins(writer):
     records = [job(WallDuration=1), job(WallDuration=2), job(LocalJobId="12345.BATCH", WallDuration=3)]
-    assert backend.load_message(message("job", records), PUBLISHER) == 3
-    assert backend.query("SELECT LocalJobId, WallDuration FROM JobRecords") == [("12345.BATCH", 3)]
+    assert writer.load_message(message("job", records), PUBLISHER) == 3
+    assert writer.query("SELECT LocalJobId, WallDuration FROM JobRecords") == [("12345.BATCH", 3)]
 
 
 def test_lookups_keep_the_first_spelling(backend):
@@ -260,22 +274,22 @@ def test_many_records_in_one_message(backend):
     assert got == [(len(range(3, 2500, 7)),)]
 
 
-def test_text_with_special_characters_round_trips_exactly(backend):
+def test_text_with_special_characters_round_trips_exactly(writer):
     odd = ["tab\there", "new\nline", "cr\rhere", "back\\slash", "\\N", "\\", "", "quote'\"`",
            "caf\u00e9 \U0001F600", "NULL", "nul\x00byte"]
     records = [job(LocalJobId=f"job-{i}", LocalUserId=text, FQAN=text, Queue=text or "q",
                    InfrastructureDescription=text) for i, text in enumerate(odd)]
-    backend.load_message(message("job", records), PUBLISHER)
-    got = backend.query("SELECT LocalJobId, LocalUserId, FQAN, Queue, InfrastructureDescription"
+    writer.load_message(message("job", records), PUBLISHER)
+    got = writer.query("SELECT LocalJobId, LocalUserId, FQAN, Queue, InfrastructureDescription"
                         " FROM VJobRecords")
     expected = {f"job-{i}": (text, text, text or "q", text) for i, text in enumerate(odd)}
     assert {row[0]: row[1:] for row in got} == expected
 
 
-def test_text_that_is_not_unicode_is_refused(backend):
+def test_text_that_is_not_unicode_is_refused(writer):
     with pytest.raises(StorageError, match="Unicode|surrogate|encode"):
-        backend.load_message(message("job", [job(LocalUserId="bad\udcff")]), PUBLISHER)
-    assert count(backend, "JobRecords") == 0
+        writer.load_message(message("job", [job(LocalUserId="bad\udcff")]), PUBLISHER)
+    assert count(writer, "JobRecords") == 0
 
 
 def test_transaction_helper_commits_or_rolls_back(backend):
@@ -470,7 +484,7 @@ def cloud(**overrides) -> dict:
     return record
 
 
-def test_cloud_measurement_time_and_per_vm_month_key(backend):
+def test_cloud_measurement_time_and_per_vm_month_key(writer):
     records = [
         # started: StartTime + Suspend + Wall = 2024-01-31 23:10 -> January
         cloud(),
@@ -483,8 +497,8 @@ def test_cloud_measurement_time_and_per_vm_month_key(backend):
         # no StartTime and no RecordCreateTime: unknown too
         cloud(VMUUID="vm-0005", StartTime=None, CpuCount=None, Benchmark=None),
     ]
-    backend.load_message(message("cloud", records), PUBLISHER)
-    got = backend.query("SELECT VMUUID, MeasurementTime, MeasurementMonth, MeasurementYear"
+    writer.load_message(message("cloud", records), PUBLISHER)
+    got = writer.query("SELECT VMUUID, MeasurementTime, MeasurementMonth, MeasurementYear"
                         " FROM VCloudRecords ORDER BY VMUUID")
     assert got == [
         ("vm-0001", dt.datetime(2024, 1, 31, 23, 10), 1, 2024),
@@ -493,20 +507,20 @@ def test_cloud_measurement_time_and_per_vm_month_key(backend):
         ("vm-0004", None, 0, 0),
         ("vm-0005", None, 0, 0),
     ]
-    assert backend.query("SELECT CpuCount, Benchmark FROM VCloudRecords WHERE VMUUID = 'vm-0005'") == [
+    assert writer.query("SELECT CpuCount, Benchmark FROM VCloudRecords WHERE VMUUID = 'vm-0005'") == [
         (Decimal("0.000"), Decimal("0.000"))]
     # the last received record per VM and month wins, even if it is older
-    backend.load_message(message("cloud", [cloud(VMUUID="VM-0001 ", WallDuration=3600)]), PUBLISHER)
-    got = backend.query("SELECT VMUUID, WallDuration FROM VCloudRecords WHERE MeasurementMonth = 1")
+    writer.load_message(message("cloud", [cloud(VMUUID="VM-0001 ", WallDuration=3600)]), PUBLISHER)
+    got = writer.query("SELECT VMUUID, WallDuration FROM VCloudRecords WHERE MeasurementMonth = 1")
     assert got == [("VM-0001 ", 3600)]
-    assert count(backend, "CloudRecords") == 5
-    (row,) = view(backend, "VAnonCloudRecords", "WHERE MeasurementMonth = 1")
+    assert count(writer, "CloudRecords") == 5
+    (row,) = view(writer, "VAnonCloudRecords", "WHERE MeasurementMonth = 1")
     assert "GlobalUserName" not in row and isinstance(row["GlobalUserNameID"], int)
-    (full,) = view(backend, "VCloudRecords", "WHERE MeasurementMonth = 1")
+    (full,) = view(writer, "VCloudRecords", "WHERE MeasurementMonth = 1")
     assert full["GlobalUserName"] == "/CN=cloud user" and full["CloudType"] == "caso/5.2.1 (OpenStack)"
 
 
-def test_cloud_summaries(backend):
+def test_cloud_summaries(writer):
     record = {
         "SiteName": "CLOUD-SITE", "CloudComputeService": "openstack", "Month": 1, "Year": 2024,
         "GlobalUserName": "/CN=cloud user", "VO": "fedcloud", "VOGroup": "/fedcloud",
@@ -516,13 +530,13 @@ def test_cloud_summaries(backend):
         "CpuDuration": 10, "CpuCount": None, "NetworkInbound": None, "NetworkOutbound": None,
         "Memory": 4, "Disk": 20, "BenchmarkType": "None", "Benchmark": None, "NumberOfVMs": 3,
     }
-    backend.load_message(message("cloud_summary", [record, dict(record, NumberOfVMs=4)]), PUBLISHER)
-    (row,) = view(backend, "VCloudSummaries")
+    writer.load_message(message("cloud_summary", [record, dict(record, NumberOfVMs=4)]), PUBLISHER)
+    (row,) = view(writer, "VCloudSummaries")
     assert row["NumberOfVMs"] == 4 and row["WallDuration"] == 2**35
     assert (row["CpuCount"], row["Benchmark"]) == (Decimal("0.000"), Decimal("0.000"))
-    publisher = backend.query("SELECT PublisherDNID FROM CloudSummaries")[0][0]
-    assert publisher == str(backend.query("SELECT id FROM DNs WHERE name = %s".replace(
-        "%s", backend.placeholder), (PUBLISHER,))[0][0])
+    publisher = writer.query("SELECT PublisherDNID FROM CloudSummaries")[0][0]
+    assert publisher == str(writer.query("SELECT id FROM DNs WHERE name = %s".replace(
+        "%s", writer.placeholder), (PUBLISHER,))[0][0])
 
 
 # -- storage ----------------------------------------------------------------------------
@@ -543,26 +557,26 @@ def star(**overrides) -> dict:
     return record
 
 
-def test_storage_records_and_group_attributes(backend):
+def test_storage_records_and_group_attributes(writer):
     attributes = [
         {"StarRecordID": "host.example.org/sr/87912469269276", "AttributeType": "authority",
          "AttributeValue": "/O=Grid/CN=Some Authority"},
         {"StarRecordID": "host.example.org/sr/87912469269276", "AttributeType": "Authority ",
          "AttributeValue": "second wins"},
     ]
-    written = backend.load_message(message("storage", [star()], attributes), PUBLISHER)
+    written = writer.load_message(message("storage", [star()], attributes), PUBLISHER)
     assert written == 3
-    (row,) = view(backend, "VStarRecords")
+    (row,) = view(writer, "VStarRecords")
     row.pop("UpdateTime")
     expected = star()
     for name in ("CreateTime", "StartTime", "EndTime"):
         expected[name] = expected[name].replace(tzinfo=None)
     assert row == expected
-    assert backend.query("SELECT AttributeType, AttributeValue FROM GroupAttributes") == [
+    assert writer.query("SELECT AttributeType, AttributeValue FROM GroupAttributes") == [
         ("Authority ", "second wins")]
-    assert count(backend, "DNs") == 0  # the publisher is not stored for storage records
-    backend.load_message(message("storage", [star(FileCount=43)]), PUBLISHER)
-    assert backend.query("SELECT FileCount FROM StarRecords") == [(43,)]
+    assert count(writer, "DNs") == 0  # the publisher is not stored for storage records
+    writer.load_message(message("storage", [star(FileCount=43)]), PUBLISHER)
+    assert writer.query("SELECT FileCount FROM StarRecords") == [(43,)]
 
 
 # -- availability -------------------------------------------------------------------------
