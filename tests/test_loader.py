@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -322,7 +323,8 @@ class LoaderEnv:
         if not path.is_dir():
             return found
         for intermediate in sorted(path.iterdir()):
-            if len(intermediate.name) != 8 or not intermediate.is_dir():
+            # intermediate directories are 8 hex digits ("obsolete" and "temporary" are not)
+            if not re.fullmatch("[0-9a-f]{8}", intermediate.name) or not intermediate.is_dir():
                 continue
             for element in sorted(intermediate.iterdir()):
                 fields = {f.name: f.read_text() for f in element.iterdir() if f.is_file()}

@@ -29,6 +29,13 @@ LOOKUPS = {
 }
 
 
+# Only ever formatted with table names read from information_schema.
+COLUMNS_SQL = (
+    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+    "AND TABLE_NAME = '{table}' AND COLUMN_NAME <> 'id' ORDER BY ORDINAL_POSITION"
+)
+
+
 def _resolved_job_rows(env: LoaderEnv) -> list[tuple]:
     columns = [
         row[0] for row in env.query(
@@ -52,11 +59,21 @@ def _resolved_job_rows(env: LoaderEnv) -> list[tuple]:
 
 
 def _table_counts(env: LoaderEnv) -> dict:
+    """Rows per table; for the summariser's work queues (``Pending*``, one row per
+    load, so a message reloaded after a kill adds rows) the distinct entries."""
     tables = [row[0] for row in env.query(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
         "AND TABLE_TYPE = 'BASE TABLE'"
     )]
-    return {table: env.count(f"`{table}`") for table in sorted(tables)}
+    counts = {}
+    for table in sorted(tables):
+        if not table.startswith("Pending"):
+            counts[table] = env.count(f"`{table}`")
+            continue
+        columns = [row[0] for row in env.query(COLUMNS_SQL.format(table=table))]
+        distinct = ", ".join(f"`{column}`" for column in columns)
+        counts[table] = env.query(f"SELECT COUNT(DISTINCT {distinct}) FROM `{table}`")[0][0]  # noqa: S608
+    return counts
 
 
 def _check_atomic(env: LoaderEnv, all_ids: set) -> None:
