@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -96,6 +96,18 @@ class Backend(abc.ABC):
         Errors map to StorageError / DatabaseUnavailable like :meth:`load_message`.
         """
         raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no query()")
+
+    def iter_query(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[list[tuple]]:
+        """Run one read statement and yield its rows in lists of at most ``batch``.
+
+        For results too large to hold in memory (the unloader reads whole views). Types
+        as for :meth:`query`. Backends should stream (a server-side cursor); this default
+        only chunks :meth:`query`, so a backend written before it still works. No other
+        statement may run on this backend until the iterator is exhausted or closed.
+        """
+        rows = self.query(sql, params)
+        for start in range(0, len(rows), batch):
+            yield rows[start:start + batch]
 
     def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
         """A context manager: commit if the block succeeds, roll back if it raises.

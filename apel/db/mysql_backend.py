@@ -253,6 +253,21 @@ class MySQLBackend(Backend):
         except pymysql.Error as exc:
             raise error_for(exc) from exc
 
+    def iter_query(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[list[tuple]]:
+        """Stream with a server-side cursor (``SSCursor``): rows are read from the socket
+        ``batch`` at a time, so a whole view never sits in the client's memory."""
+        conn = self._connection()
+        try:
+            with conn.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(sql, tuple(params))
+                while True:
+                    rows = cur.fetchmany(batch)
+                    if not rows:
+                        return
+                    yield list(rows)
+        except pymysql.Error as exc:
+            raise error_for(exc) from exc
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         conn = self._connection()
