@@ -324,18 +324,9 @@ def _month_of(view: View) -> Callable[[Record], str]:
 
 
 def stream(backend: Backend, sql: str, params: Sequence[Any], batch: int) -> Iterator[list[tuple]]:
-    """Rows in lists of at most ``batch``, without holding the whole result in memory.
-
-    Uses the backend's ``iter_query`` (a server-side cursor on MySQL); a third-party
-    backend that only has ``query`` still works, holding the result in memory.
-    """
-    iter_query = getattr(backend, "iter_query", None)
-    if iter_query is not None:
-        yield from iter_query(sql, params, batch)
-        return
-    rows = backend.query(sql, params)
-    for start in range(0, len(rows), batch):
-        yield rows[start:start + batch]
+    """Rows in lists of at most ``batch``, through the backend's streaming read (a
+    server-side cursor on MySQL), so a large view never sits in memory at once."""
+    yield from backend.iter_query(sql, params, batch)
 
 
 @dataclass
