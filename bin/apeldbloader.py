@@ -122,9 +122,12 @@ def _main(argv: Optional[list[str]] = None) -> int:
             return 1
         holder["loader"] = loader
         try:
-            return loader.run_once(stop) if args.once else loader.run_forever(stop)
+            status = loader.run_once(stop) if args.once else loader.run_forever(stop)
         finally:
             loader.close()
+        if loader.failure:
+            raise FatalError(loader.failure)  # one line on stderr, exit 1
+        return status
 
     def on_reload() -> None:
         if "loader" in holder:

@@ -502,6 +502,8 @@ def test_once_with_unreachable_database_keeps_the_message_and_exits_1(tmp_path):
     assert env.elements("reject") == []
     assert "database unavailable" in env.log() and "retrying in" in env.log()
     assert not env.pidfile.exists()
+    (line,) = result.stderr.strip().splitlines()
+    assert "database unavailable" in line and "giving up" in line
 
 
 @pytest.mark.timeout(180)

@@ -120,6 +120,9 @@ class Loader:
         self._connected = False
         self._last_housekeeping = 0.0
         self.reopen_logs_requested = threading.Event()
+        # Why a ``--once`` run gave up (one line for the operator), else None.
+        self.failure: Optional[str] = None
+        self._last_outage = ""
         base = settings.msgpath.rstrip("/")
         self.incoming = open_queue(f"{base}/incoming", INCOMING_SCHEMA)
         self.reject = open_queue(f"{base}/reject", REJECT_SCHEMA)
@@ -155,7 +158,8 @@ class Loader:
         if result is None:
             if stop.is_set():
                 return EXIT_OK
-            log.error("Database still unavailable: giving up, messages stay in incoming")
+            self.failure = f"{self._last_outage}; giving up, messages stay in incoming"
+            log.error("%s", self.failure)
             return EXIT_UNAVAILABLE
         self._housekeeping(force=result.handled > 0)
         return EXIT_REJECTED if result.rejected else EXIT_OK
@@ -184,6 +188,7 @@ class Loader:
             except _KeepMessages as exc:
                 if outage_started is None:
                     outage_started = time.monotonic()
+                self._last_outage = f"{exc.what}: {exc.why}"
                 if give_up and delay > self.settings.backoff_max:
                     return None
                 wait = min(delay, self.settings.backoff_max)
