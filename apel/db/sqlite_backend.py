@@ -174,6 +174,21 @@ class SQLiteBackend(Backend):
         except (sqlite3.Error, OverflowError) as exc:
             raise error_for(exc) from exc
 
+    def iter_query(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[list[tuple]]:
+        """Step one cursor ``batch`` rows at a time (one read snapshot in WAL mode)."""
+        conn = self._connection()
+        try:
+            cur = conn.execute(sql, [_adapt(v) for v in params])
+            names = [d[0] for d in cur.description or ()]
+            convert = any(n in _rows.DATETIME_COLUMNS or n in _rows.DECIMAL_COLUMNS for n in names)
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    return
+                yield [_convert_row(names, row) for row in rows] if convert else rows
+        except (sqlite3.Error, OverflowError) as exc:
+            raise error_for(exc) from exc
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         conn = self._connection()
