@@ -868,3 +868,12 @@ def test_outgoing_queue_is_private_and_readable_by_the_sender(sqlite_env):
     (name,) = queue.names()
     assert queue.lock(name)
     assert queue.get(name).decode().startswith("APEL-individual-job-message: v0.3\n")
+
+
+def test_backend_iter_query_streams_in_batches(env):
+    env.load(render_message(JOB, list(job_records(25, seed=14))))
+    batches = list(env.db.iter_query("SELECT LocalJobId, EndTime, ServiceLevel FROM VJobRecords", (), 10))
+    assert [len(b) for b in batches] == [10, 10, 5]
+    _, end, level = batches[0][0]
+    assert isinstance(end, dt.datetime) and level is not None
+    assert env.db.query("SELECT COUNT(*) FROM VJobRecords") == [(25,)]  # the connection is usable after
