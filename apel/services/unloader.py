@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -389,6 +390,7 @@ class Unloader:
         result only counts what would have been sent.
         """
         settings, view = self.settings, self.view
+        started = time.monotonic()
         now = self.database_now()
         tracks_latest = settings.interval == LATEST and not view.super_summary
         last = self.last_sent() if tracks_latest else None
@@ -422,8 +424,8 @@ class Unloader:
             log.info("Dry run: %d records in %d messages from %s would go to %s", result.records,
                      result.messages, view.name, settings.outgoing)
             return result
-        log.info("%d records in %d messages from %s to %s", result.records, result.messages, view.name,
-                 settings.outgoing)
+        log.info("%d records in %d messages from %s to %s in %.2f s", result.records, result.messages,
+                 view.name, settings.outgoing, time.monotonic() - started)
         if tracks_latest:
             result.watermark = now
             self.set_last_sent(result.watermark)
