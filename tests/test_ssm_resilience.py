@@ -113,14 +113,14 @@ def test_broker_restart_during_send_keeps_unsent_messages_for_the_next_run(tmp_p
                                        sender_extra={"messaging": {"sign_workers": "1", "send_window": "5"},
                                                      "broker": {"reconnect_attempts": "1"}})
     outgoing = str(tmp_path / "outgoing")
-    bodies = [make_body(i, 4000) for i in range(2000)]
+    bodies = [make_body(i, 4000) for i in range(1000)]
     expected = dict(zip(fill_queue(outgoing, bodies), bodies))
     queue = DirqOutgoingQueue(outgoing)
     sender = subprocess.Popen([SSMSEND, "-c", send_cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
         deadline = time.monotonic() + 60
-        while queue.count() > 1900 and time.monotonic() < deadline:
+        while queue.count() > 950 and time.monotonic() < deadline:
             time.sleep(0.02)
         own_broker.stop()
         _out, err = sender.communicate(timeout=120)
@@ -131,14 +131,14 @@ def test_broker_restart_during_send_keeps_unsent_messages_for_the_next_run(tmp_p
     assert sender.returncode == 1
     assert err.count("\n") == 1 and "unsent messages stay queued" in err, err
     left = queue.count()
-    assert 0 < left < 1900
+    assert 0 < left < 950
     # nothing is left locked: the next run takes everything that is left
     second = run_send(send_cfg, timeout=120)
     assert second.returncode == 0, second.stderr
     assert queue.count() == 0
     receiver = start_receiver(recv_cfg, dns, str(tmp_path / "spool"))
     try:
-        items = receiver.wait_for(2000, timeout=120)
+        items = receiver.wait_for(1000, timeout=120)
         deadline = time.monotonic() + 30
         while {i["empaid"] for i in items} != set(expected) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -155,13 +155,13 @@ def test_sender_reconnects_within_the_run_when_the_broker_comes_back(tmp_path, p
                                          sender_extra={"messaging": {"sign_workers": "1", "send_window": "5"},
                                                        "broker": {"reconnect_attempts": "6"}})
     outgoing = str(tmp_path / "outgoing")
-    fill_queue(outgoing, [make_body(i, 4000) for i in range(1500)])
+    fill_queue(outgoing, [make_body(i, 4000) for i in range(800)])
     queue = DirqOutgoingQueue(outgoing)
     sender = subprocess.Popen([SSMSEND, "-c", send_cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
         deadline = time.monotonic() + 60
-        while queue.count() > 1400 and time.monotonic() < deadline:
+        while queue.count() > 750 and time.monotonic() < deadline:
             time.sleep(0.02)
         own_broker.restart()
         _out, err = sender.communicate(timeout=150)
