@@ -650,6 +650,27 @@ def test_sqlite_creates_a_private_file_with_the_schema(tmp_path):
     db.close()
 
 
+def test_apply_schema_helper_for_tools(mysql_database, tmp_path):
+    from apel.db.schema import apply_schema as apply_any
+
+    apply_any("mysql", mysql_database)
+    apply_any("mysql", mysql_database)
+    path = tmp_path / "tool" / "apel.sqlite3"
+    apply_any("sqlite", path)
+    for kind, settings in (("mysql", {"hostname": mysql_database["host"],
+                                      "port": str(mysql_database["port"]),
+                                      "name": mysql_database["database"],
+                                      "username": mysql_database["user"],
+                                      "password": mysql_database["password"]}),
+                           ("sqlite", {"name": str(path)})):
+        db = load_backend(kind)(settings)
+        db.connect()
+        assert db.query("SELECT Version FROM SchemaVersion") == [(1,)]
+        db.close()
+    with pytest.raises(ValueError, match="no schema for 'oracle'"):
+        apply_any("oracle", {})
+
+
 @pytest.fixture
 def unused_port() -> int:
     import socket

@@ -198,6 +198,10 @@ class MySQLBackend(Backend):
 
     def connect(self) -> None:
         """Connect and check that the schema is there (this backend never creates it)."""
+        if self._conn is not None:  # reconnecting: drop the old session first
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
         self._conn = _open(self._args, self._local_infile)
         try:
             with self._conn.cursor() as cur:

@@ -7,6 +7,7 @@ checkout) can create its database; both backends and the tests read them here.
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 DIALECTS = ("mysql", "sqlite")
 
@@ -37,3 +38,27 @@ def schema_statements(dialect: str) -> list[str]:
     if current:
         statements.append("\n".join(current))
     return statements
+
+
+def apply_schema(dialect: str, target: Any) -> None:
+    """Create the schema's tables and views (safe to repeat), for tools and quick starts.
+
+    ``target`` is, for ``mysql``, a dict of PyMySQL connection arguments (host, port,
+    user, password, database); for ``sqlite``, the database file's path (created 0600
+    if missing).
+    """
+    if dialect == "mysql":
+        from apel.db.mysql_backend import apply_schema as apply_mysql
+
+        apply_mysql(target)
+    elif dialect == "sqlite":
+        from apel.db.sqlite_backend import SQLiteBackend
+
+        db = SQLiteBackend({"name": str(target)})
+        try:
+            db.connect()  # creates a missing file with the schema
+            db.create_schema()
+        finally:
+            db.close()
+    else:
+        raise ValueError(f"no schema for {dialect!r} (known: {', '.join(DIALECTS)})")
