@@ -25,7 +25,7 @@ from typing import Optional
 
 from dirq.QueueSimple import QueueSimple
 
-from apel.db import load_backend
+from apel.db import DatabaseUnavailable, StorageError, load_backend
 from apel.records import render_message
 from apel.records.model import CLOUD, JOB, SUMMARY, Record
 from apel.samples import cloud_records, job_records, summary_records
@@ -240,7 +240,7 @@ class Quickstart:
         with self.backend() as backend:
             rows = backend.query(
                 "SELECT Site, VO, Year, Month, SUM(NumberOfJobs), SUM(WallDuration), "
-                "SUM(NormalisedWallDuration) FROM VSuperSummaries "
+                "SUM(NormalisedWallDuration) FROM VNormalisedSuperSummaries "
                 "GROUP BY Site, VO, Year, Month ORDER BY Site, VO, Year, Month", ()
             )
             clouds = backend.query(
@@ -290,7 +290,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return Quickstart(args.workdir, args.mariadb, args.seed).run()
-    except (QuickstartError, subprocess.TimeoutExpired) as exc:
+    except (QuickstartError, StorageError, DatabaseUnavailable, subprocess.TimeoutExpired) as exc:
         print(f"quickstart: {exc}", file=sys.stderr)
         return 1
 
