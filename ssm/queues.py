@@ -189,8 +189,14 @@ def _fsync_all(paths: list[str]) -> None:
         return
     if _sync_pool is None:
         _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssm-fsync")
-    for future in [_sync_pool.submit(_fsync_path, path) for path in paths]:
+    chunks = [paths[i::_SYNC_THREADS] for i in range(min(_SYNC_THREADS, len(paths)))]
+    for future in [_sync_pool.submit(_fsync_paths, chunk) for chunk in chunks]:
         future.result()
+
+
+def _fsync_paths(paths: list[str]) -> None:
+    for path in paths:
+        _fsync_path(path)
 
 
 def _fsync_path(path: str) -> None:
@@ -235,9 +241,9 @@ class DurableQueue:
             for data in items:
                 names.append(self._queue.add(data))
             files, elements, buckets = [], [], set()
-            for name in names:
+            for data, name in zip(items, names):
                 element = os.path.join(self.path, name)
-                files.extend(os.path.join(element, field) for field in os.listdir(element))
+                files.extend(os.path.join(element, field) for field in data)  # one file per field
                 elements.append(element)
                 buckets.add(os.path.dirname(element))
             _fsync_all(files + elements)
