@@ -125,6 +125,7 @@ class _Slot:
         self.link: Optional[StompLink] = None
         self.next_attempt = 0.0
         self.backoff = 1.0
+        self.connected_at = 0.0
         self.reset = threading.Event()
 
     def __str__(self) -> str:
@@ -273,6 +274,7 @@ class Receiver:
                 link.close()
                 continue
             slot.link = link
+            slot.connected_at = time.monotonic()
             return
         slot.next_attempt = time.monotonic() + slot.backoff
         log.error("Could not connect to %s; retrying in %g s", slot, slot.backoff)
@@ -281,6 +283,8 @@ class Receiver:
     def _tend(self, slot: _Slot, stop: threading.Event) -> None:
         link = slot.link
         if link is not None and (not link.alive or slot.reset.is_set()):
+            if not slot.reset.is_set() and time.monotonic() - slot.connected_at > MAX_BACKOFF:
+                slot.backoff = 1.0  # it worked for a good while: start the back-off afresh
             link.close()
             slot.link = None
             slot.reset.clear()
