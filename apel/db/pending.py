@@ -52,6 +52,8 @@ _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
 }
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
 _CHUNK = 500
+# Up to this many distinct keys per message are sent as parameters (see after_write).
+_FEW_KEYS = 100
 
 
 def _insert_keys(mark: str) -> str:
@@ -77,7 +79,13 @@ def after_write(
     if record_type in _SOURCE_KEYS:
         positions = [None if c is None else columns.index(c) for c in _SOURCE_KEYS[record_type]]
         keys = {tuple(0 if p is None else row[p] for p in positions) for row in rows}
-        if keys:
+        if record_type == model.JOB and mark != "?" and len(keys) > _FEW_KEYS:
+            # Jobs with many distinct keys, on a server: read the keys back from the rows
+            # just written (one statement per site, the job ids as parameters) instead of
+            # sending 13 parameters per key; PyMySQL's client-side escaping of those would
+            # double the load time of such a message.
+            _old_job_keys(tx, "mysql", mark, columns, rows)
+        elif keys:
             tx.executemany(_insert_keys(mark), sorted(keys, key=repr))
     elif record_type == model.CLOUD:
         positions = [columns.index(c) for c in _CLOUD_KEY]
@@ -89,7 +97,7 @@ def after_write(
             )
 
 
-def _old_job_keys(
+def _old_job_keys(  # also reads the new rows back, see after_write
     tx: Transaction, dialect: str, mark: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     site, job_id, end = (columns.index(c) for c in ("SiteID", "LocalJobId", "EndTime"))
