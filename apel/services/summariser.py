@@ -125,7 +125,7 @@ class Summariser:
         report.elapsed = self._clock() - started
         log.info(
             "Summarised %s (%s): %d site-months, %d keys, %d rows affected, %d stale deleted,"
-            " %d pending entries cleared, %.1f s",
+            " %d pending entries cleared, %.3f s",
             kind, mode, report.site_months, report.keys, report.rows, report.stale_deleted,
             report.pending_cleared, report.elapsed,
         )
