@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+import time
 from decimal import Decimal
 
 import pymysql
@@ -609,11 +610,49 @@ def test_mysql_reconnects_after_losing_the_connection(request, tmp_path):
     db.connect()
     conn_id = db.query("SELECT CONNECTION_ID()")[0][0]
     killer = pymysql.connect(**{**_args_of(db), "autocommit": True})
-    killer.cursor().execute("KILL %s", (int(conn_id),))
+    with killer.cursor() as cur:
+        cur.execute("KILL %s", (int(conn_id),))
+        for _ in range(100):  # KILL is asynchronous: wait until the session is gone
+            cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", (conn_id,))
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.05)
     killer.close()
     assert db.load_message(message("job", [job()]), PUBLISHER) == 1
     assert db.query("SELECT COUNT(*) FROM JobRecords") == [(1,)]
     db.close()
+
+
+def test_mysql_lock_wait_timeout_is_database_unavailable(request, tmp_path):
+    db = load_backend("mysql")(settings_for("mysql", request, tmp_path))
+    db.connect()
+    db.load_message(message("job", [job()]), PUBLISHER)  # lookup rows exist
+    db.query("SET SESSION innodb_lock_wait_timeout = 1")
+    other = pymysql.connect(**_args_of(db))
+    try:
+        with other.cursor() as cur:  # another transaction holds the row of the same job
+            cur.execute("SELECT * FROM JobRecords FOR UPDATE")
+        with pytest.raises(DatabaseUnavailable, match="1205"):
+            db.load_message(message("job", [job(WallDuration=7)]), PUBLISHER)
+    finally:
+        other.rollback()
+        other.close()
+    assert db.load_message(message("job", [job(WallDuration=7)]), PUBLISHER) == 1
+    assert db.query("SELECT WallDuration FROM JobRecords") == [(7,)]
+    db.close()
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (1213, DatabaseUnavailable), (1205, DatabaseUnavailable), (2006, DatabaseUnavailable),
+    (2013, DatabaseUnavailable), (1040, DatabaseUnavailable), (1146, DatabaseUnavailable),
+    (1290, DatabaseUnavailable), (1048, StorageError), (1264, StorageError), (1366, StorageError),
+    (1292, StorageError), (1406, StorageError), (1644, StorageError),
+])
+def test_mysql_error_codes_map_to_retry_or_reject(code, kind):
+    from apel.db.mysql_backend import error_for
+
+    assert isinstance(error_for(pymysql.err.OperationalError(code, "text")), kind)
+    assert str(code) in str(error_for(pymysql.err.OperationalError(code, "text")))
 
 
 def _args_of(db) -> dict:

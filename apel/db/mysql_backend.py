@@ -401,6 +401,8 @@ class MySQLBackend(Backend):
             try:
                 self._load_data(cur, part)
                 return
+            except OSError as exc:  # the loader host's disk, not the message
+                raise DatabaseUnavailable(f"cannot write the bulk-load file: {exc}") from exc
             except pymysql.err.OperationalError as exc:
                 if exc.args[0] not in _NO_LOCAL_INFILE_CODES:
                     raise
