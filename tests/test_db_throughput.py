@@ -95,4 +95,4 @@ def test_bulk_loading_is_far_faster_than_one_statement_per_record(mysql_database
     # A regression guard, set well below the measured ratios (5x with LOAD DATA, 3.5x
     # with multi-row REPLACE, on 2 cores shared with other test runs) so that a busy
     # machine does not make it flaky; the printed numbers are the measurement.
-    assert rate > 2.5 * baseline
+    assert rate > 2 * baseline
