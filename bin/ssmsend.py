@@ -80,7 +80,7 @@ def _main() -> int:
         connect_timeout=common.connect_timeout,
         heartbeats=common.heartbeats,
         persistent=config.getbool("messaging", "persistent", default=True),
-        sign_workers=config.getint("messaging", "sign_workers", default=0, minimum=0, maximum=64),
+        sign_workers=config.getint("messaging", "sign_workers", default=1, minimum=0, maximum=64),
     )
     try:
         queue = open_outgoing(config.get("messaging", "path"), path_type)

@@ -9,8 +9,8 @@ Compared with the existing SSM (spec §4, §12):
   on a timeout or a lost connection the run reconnects with back-off a few times
   (``reconnect_attempts``), then gives up, leaving every unsent message queued and
   unlocked;
-* messages are signed ahead of the send window in a separate thread, so signing
-  and the network overlap;
+* messages are signed ahead of the send window in a separate thread (or a pool of
+  processes, ``sign_workers``), so signing and the network overlap;
 * every crypto step is checked: an empty, unreadable (not UTF-8), unsignable or
   oversized message is reported and left in place, never sent empty or unsigned.
 """
@@ -51,7 +51,7 @@ class SenderOptions:
     connect_timeout: float = 10.0
     heartbeats: tuple[int, int] = (5000, 5000)
     persistent: bool = True
-    sign_workers: int = 0  # 0: one process per CPU for big queues, in-thread for small ones
+    sign_workers: int = 1  # >1: a pool of signing processes (0: one per CPU for big queues)
 
 
 # Below this many messages, starting worker processes costs more than it saves.
