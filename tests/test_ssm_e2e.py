@@ -84,7 +84,8 @@ def test_1000_mixed_size_messages_arrive_identical_with_signer(setup, sender_id)
     names = fill_queue(setup.outgoing, bodies)
     receiver = start_receiver(setup.receiver_cfg(), setup.dns, setup.spool)
     try:
-        result = run_send(setup.sender_cfg(), timeout=240)
+        # two signing processes: the pool path (the other tests sign in a thread)
+        result = run_send(setup.sender_cfg({"messaging": {"sign_workers": "2"}}), timeout=240)
         assert result.returncode == 0, result.stderr
         assert DirqOutgoingQueue(setup.outgoing).count() == 0
         got = receiver.wait_for(1000, timeout=120)
