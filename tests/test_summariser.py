@@ -278,6 +278,22 @@ def test_fixed_data_set_summarised_incrementally_in_pieces(backend):
     check_fixed(hss(backend))
 
 
+def test_incremental_run_in_small_chunks(backend, monkeypatch):
+    """Pending entries are read and recomputed in chunks; a key met in several chunks is
+    recomputed each time, with the same result."""
+    from apel.services import summariser
+
+    monkeypatch.setattr(summariser, "KEYS_PER_TRANSACTION", 2)
+    summarise(backend)
+    load_fixed(backend)
+    load(backend, JOB, FIXED_JOBS[:3])  # the same keys pending twice
+    report = summarise(backend)
+    # 1 + 3 + 9 keys of the first loads; the reload adds the 3 replaced and the 3 new keys
+    assert report.mode == "incremental" and report.pending_cleared == 19
+    check_fixed(hss(backend))
+    assert backend.query("SELECT COUNT(*) FROM PendingSummaryKeys") == [(0,)]
+
+
 def test_rounding_is_exact_decimal_half_away_from_zero(backend):
     load(backend, JOB, [
         job("r1", "2024-05-01 00:00:00", "HEPSPEC", 10.5, 201, 201, Site="ROUND"),  # 2110.5

@@ -51,7 +51,8 @@ CPU = "cpu"
 CLOUD = "cloud"
 TYPES = (CPU, CLOUD)
 MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
-# Keys recomputed per transaction in an incremental run (bounds the transaction size).
+# Pending entries read and recomputed per transaction in an incremental run (bounds
+# memory and transaction size; a key met again in a later chunk is simply recomputed).
 KEYS_PER_TRANSACTION = 20000
 # Site-months per transaction in a full run.
 SITE_MONTHS_PER_TRANSACTION = 1
@@ -135,10 +136,10 @@ class Summariser:
 
     def _run_cpu(self, report: RunReport, started: float) -> None:
         statements = sql.cpu_statements(self.dialect)
-        pending = self.backend.query(
-            f"SELECT id, {', '.join(sql.HSS_KEY)} FROM PendingSummaryKeys ORDER BY id"  # noqa: S608
-        )
+        m = self._mark
         if report.mode == "full":
+            # Only the ids: what a full run clears is what was committed when it started.
+            pending_ids = [row[0] for row in self.backend.query("SELECT id FROM PendingSummaryKeys")]
             site_months = sorted(set(self.backend.query(statements.site_months)))
             steps = (statements.jobs_site_month, statements.summaries_site_month,
                      statements.normalised_site_month)
@@ -148,35 +149,45 @@ class Summariser:
 
             self._in_batches(report, started, site_months, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
             report.site_months = len(site_months)
-            self._finish(report, "PendingSummaryKeys", [row[0] for row in pending])
+            self._finish(report, "PendingSummaryKeys", pending_ids)
             return
 
-        if not pending:
+        # Incremental: the pending rows up to the highest id seen now, in id order and in
+        # chunks (bounded memory and transactions); later rows are the next run's.
+        (high,) = self.backend.query("SELECT MAX(id) FROM PendingSummaryKeys")[0]
+        if high is None:
             log.info("Nothing loaded since the last run")
-            self._finish(report, "PendingSummaryKeys", [])
-            return
-        # Group the pending rows by key, so that each key's bookkeeping rows are deleted
-        # in the transaction that recomputes it.
-        by_key: dict[tuple, list[int]] = {}
-        for row in pending:
-            by_key.setdefault(tuple(row[1:]), []).append(row[0])
-        keys = list(by_key)
-        report.keys = len(keys)
-        report.site_months = len({key[:3] for key in keys})
-        create, clear, fill = statements.create_work, statements.clear_work, statements.fill_work
+        select = (
+            f"SELECT id, {', '.join(sql.HSS_KEY)} FROM PendingSummaryKeys"  # noqa: S608
+            f" WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"
+        )
         steps = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
-
-        def recompute(tx: Transaction, batch: Sequence[tuple]) -> int:
-            for statement in create:
-                tx.execute(statement)
-            tx.execute(clear)
-            tx.executemany(fill, batch)
-            changed = sum(tx.execute(step) for step in steps)
-            self._delete_ids(tx, "PendingSummaryKeys", [i for key in batch for i in by_key[key]])
-            return changed
-
-        self._in_batches(report, started, keys, KEYS_PER_TRANSACTION, recompute, "keys")
-        report.pending_cleared = len(pending)
+        site_months: set[tuple] = set()
+        last = 0
+        last_note = self._clock()
+        while high is not None:
+            rows = self.backend.query(select, [last, high, KEYS_PER_TRANSACTION])
+            if not rows:
+                break
+            last = rows[-1][0]
+            keys = {tuple(row[1:]) for row in rows}
+            with self.backend.transaction() as tx:
+                for statement in statements.create_work:
+                    tx.execute(statement)
+                tx.execute(statements.clear_work)
+                tx.executemany(statements.fill_work, sorted(keys, key=repr))
+                report.rows += sum(tx.execute(step) for step in steps)
+                # the bookkeeping rows go with the recomputation they caused
+                self._delete_ids(tx, "PendingSummaryKeys", [row[0] for row in rows])
+            report.keys += len(keys)
+            report.pending_cleared += len(rows)
+            site_months.update(key[:3] for key in keys)
+            now = self._clock()
+            if now - last_note >= self.settings.progress_interval:
+                last_note = now
+                log.info("cpu incremental: %d pending entries, %d keys, %d rows affected, %.1f s elapsed",
+                         report.pending_cleared, report.keys, report.rows, now - started)
+        report.site_months = len(site_months)
         self._finish(report, None, [])
 
     # -- cloud ------------------------------------------------------------------------------

@@ -206,7 +206,10 @@ class CpuStatements:
 def cpu_statements(d: Dialect) -> CpuStatements:
     """Every statement of a ``cpu`` run in dialect ``d``."""
     m = d.mark
-    where_job = f" FROM JobRecords j{d.index('SummaryIdx')} WHERE j.SiteID = {m} AND j.EndYear = {m} AND j.EndMonth = {m}"
+    where_job = (
+        f" FROM JobRecords j{d.index('SummaryIdx')}"
+        f" WHERE j.SiteID = {m} AND j.EndYear = {m} AND j.EndMonth = {m}"
+    )
     where_summary = f" FROM Summaries s WHERE s.SiteID = {m} AND s.Year = {m} AND s.Month = {m}"
     where_normalised = (
         f" FROM NormalisedSummaries n WHERE n.SiteID = {m} AND n.Year = {m} AND n.Month = {m}"
@@ -237,7 +240,8 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         + on("s", "InfrastructureType", "Year", "Month")
     )
     normalised_keys = (
-        _into_hss() + _NORMALISED_SELECT + f" FROM {WORK_KEYS} k {join} NormalisedSummaries n{d.index('PRIMARY')} ON "
+        _into_hss() + _NORMALISED_SELECT
+        + f" FROM {WORK_KEYS} k {join} NormalisedSummaries n{d.index('PRIMARY')} ON "
         + on("n", "Infrastructure", "Year", "Month", level=False)
     )
     key_marks = ", ".join([m] * len(HSS_KEY))
