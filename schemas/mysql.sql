@@ -347,6 +347,8 @@ CREATE TABLE IF NOT EXISTS CloudRecords (
   PRIMARY KEY (VMUUID, MeasurementMonth, MeasurementYear),
   -- SummariseVMs: the previous record of the same VM by MeasurementTime
   KEY VMMeasurementIdx (VMUUID, MeasurementTime),
+  -- SummariseVMs: the records of one site-month
+  KEY SiteMonthIdx (SiteID, MeasurementYear, MeasurementMonth),
   KEY UpdateTimeIdx (UpdateTime)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 

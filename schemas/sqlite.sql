@@ -310,6 +310,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS CloudRecords_PK
 CREATE INDEX IF NOT EXISTS CloudRecords_VMMeasurementIdx
   ON CloudRecords (rtrim(VMUUID, ' ') COLLATE NOCASE, MeasurementTime);
 CREATE INDEX IF NOT EXISTS CloudRecords_UpdateTimeIdx ON CloudRecords (UpdateTime);
+-- SummariseVMs: the records of one site-month
+CREATE INDEX IF NOT EXISTS CloudRecords_SiteMonthIdx ON CloudRecords (SiteID, MeasurementYear, MeasurementMonth);
 
 -- PublisherDNID is text: the loader stores the publisher's DNs.id, the summariser
 -- the word 'summariser'. Sums may be negative (SummariseVMs sums deltas).
