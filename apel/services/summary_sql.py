@@ -228,9 +228,9 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         ]
         return " AND ".join(terms)
 
-    # The work table is small and drives the join: MySQL's STRAIGHT_JOIN keeps it first so
-    # each key is one lookup in JobRecords' SummaryIdx.
-    join = "STRAIGHT_JOIN" if d.name == "mysql" else "JOIN"
+    # The work table is small and drives the join, so each key is one index lookup:
+    # MySQL's STRAIGHT_JOIN and SQLite's CROSS JOIN keep the tables in this order.
+    join = "STRAIGHT_JOIN" if d.name == "mysql" else "CROSS JOIN"
     jobs_keys = (
         _into_hss() + _job_select(d) + f" FROM {WORK_KEYS} k {join} JobRecords j{d.index('SummaryIdx')} ON "
         + on("j", "InfrastructureType", "EndYear", "EndMonth") + _job_group(d)
