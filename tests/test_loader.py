@@ -326,8 +326,15 @@ class LoaderEnv:
             # intermediate directories are 8 hex digits ("obsolete" and "temporary" are not)
             if not re.fullmatch("[0-9a-f]{8}", intermediate.name) or not intermediate.is_dir():
                 continue
-            for element in sorted(intermediate.iterdir()):
-                fields = {f.name: f.read_text() for f in element.iterdir() if f.is_file()}
+            try:
+                elements = sorted(intermediate.iterdir())
+            except FileNotFoundError:  # purged by a running loader meanwhile
+                continue
+            for element in elements:
+                try:
+                    fields = {f.name: f.read_text() for f in element.iterdir() if f.is_file()}
+                except FileNotFoundError:  # removed by a running loader meanwhile
+                    continue
                 fields["_name"] = f"{intermediate.name}/{element.name}"
                 fields["_locked"] = (element / "locked").is_dir()
                 found.append(fields)

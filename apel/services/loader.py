@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -97,6 +99,78 @@ class _KeepMessages(Exception):
         self.why = why
         self.name = name
         self.what = what
+
+
+@dataclass
+class _Prepared:
+    """A locked element, read and parsed: either a message to load or a reject reason."""
+
+    name: str
+    element: dict
+    started: float
+    message: Optional[ParsedMessage] = None
+    reason: Optional[str] = None
+
+
+_DONE = object()
+
+
+class _ReadAhead:
+    """Iterates ``incoming`` on a thread, preparing at most one message ahead."""
+
+    def __init__(self, loader: Loader, stop: threading.Event) -> None:
+        self._loader = loader
+        self._stop = stop
+        self._items: queue.Queue = queue.Queue()
+        self._slot = threading.Semaphore(1)  # one prepared message waiting, no more
+        self._halt = threading.Event()
+        self._error: Optional[BaseException] = None
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            name = self._loader.incoming.first()
+            while name:
+                while not self._slot.acquire(timeout=0.1):
+                    if self._halt.is_set():
+                        return
+                if self._halt.is_set() or self._stop.is_set():
+                    return
+                prepared = self._loader.prepare(name)
+                if prepared is None:
+                    self.skipped += 1
+                    self._slot.release()
+                else:
+                    self._items.put(prepared)
+                name = self._loader.incoming.next()
+        except BaseException as exc:  # handed to the consuming thread, which raises it
+            self._error = exc
+        finally:
+            self._items.put(_DONE)
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        while True:
+            item = self._items.get()
+            if item is _DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            self._slot.release()
+            yield item
+
+    def close(self) -> None:
+        """Stop reading ahead and unlock whatever was prepared but not completed."""
+        self._halt.set()
+        self._thread.join()
+        while True:
+            try:
+                item = self._items.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _DONE:
+                self._loader.release(item)
 
 
 def _default_parser() -> Callable[[str], ParsedMessage]:
@@ -201,20 +275,27 @@ class Loader:
         return None
 
     def one_pass(self, stop: threading.Event) -> PassResult:
-        """Visit every element of ``incoming`` once (stopping early on ``stop``)."""
+        """Visit every element of ``incoming`` once (stopping early on ``stop``).
+
+        A read-ahead thread locks, reads and parses the next message while this
+        thread waits for the database on the current one (parsing is CPU work, the
+        database wait releases the GIL), so the two overlap. At most one message is
+        prepared ahead; it is unlocked again if the pass ends early.
+        """
         result = PassResult()
         started = time.perf_counter()
-        name = self.incoming.first()
-        while name and not stop.is_set():
-            outcome, records = self.process(name)
-            if outcome is Outcome.LOADED:
-                result.loaded += 1
-                result.records += records
-            elif outcome is Outcome.REJECTED:
-                result.rejected += 1
-            else:
-                result.skipped += 1
-            name = self.incoming.next()
+        reader = _ReadAhead(self, stop)
+        try:
+            for prepared in reader:
+                outcome, records = self.complete(prepared)
+                if outcome is Outcome.LOADED:
+                    result.loaded += 1
+                    result.records += records
+                else:
+                    result.rejected += 1
+        finally:
+            reader.close()
+        result.skipped = reader.skipped
         if result.handled:
             seconds = max(time.perf_counter() - started, 1e-9)
             log.info(
@@ -229,33 +310,56 @@ class Loader:
 
     def process(self, name: str) -> tuple[Outcome, int]:
         """Lock, read, parse, load and remove one element; return (outcome, records)."""
+        prepared = self.prepare(name)
+        if prepared is None:
+            return Outcome.SKIPPED, 0
+        return self.complete(prepared)
+
+    def prepare(self, name: str) -> Optional[_Prepared]:
+        """Lock, read and parse one element; None if another loader has it (or it is gone).
+
+        Touches no database and writes no queue, so it can run ahead on another thread.
+        """
         try:
             if not self.incoming.lock(name):
-                return Outcome.SKIPPED, 0
+                return None
         except OSError as exc:
             log.warning("Cannot lock %s: %s", name, exc)
-            return Outcome.SKIPPED, 0
+            return None
         self._keeper.hold(name)
-        try:
-            return self._process_locked(name)
-        finally:
-            self._keeper.hold(None)
-
-    def _process_locked(self, name: str) -> tuple[Outcome, int]:
         started = time.perf_counter()
         try:
             element = self.incoming.get(name)
         except Exception as exc:  # a field missing or not UTF-8: the element is unusable
             element = read_element_leniently(self.incoming, name)
-            return self._reject(name, element, f"unreadable queue element: {exc}"), 0
-        signer = element.get("signer", "")
+            return _Prepared(name, element, started, reason=f"unreadable queue element: {exc}")
         try:
             message = self._parse(element["body"])
         except InvalidMessage as exc:
-            return self._reject(name, element, f"{REJECT_PREFIX}{exc}"), 0
+            return _Prepared(name, element, started, reason=f"{REJECT_PREFIX}{exc}")
         except Exception as exc:
             log.exception("Unexpected error parsing %s", name)
-            return self._reject(name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"), 0
+            reason = f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"
+            return _Prepared(name, element, started, reason=reason)
+        return _Prepared(name, element, started, message=message)
+
+    def release(self, prepared: _Prepared) -> None:
+        """Give back a prepared element that will not be completed (the pass ended)."""
+        self._keeper.release(prepared.name)
+        self._keep(prepared.name)
+
+    def complete(self, prepared: _Prepared) -> tuple[Outcome, int]:
+        """Load (or reject) a prepared element and remove it from ``incoming``."""
+        try:
+            return self._complete(prepared)
+        finally:
+            self._keeper.release(prepared.name)
+
+    def _complete(self, prepared: _Prepared) -> tuple[Outcome, int]:
+        name, element, message = prepared.name, prepared.element, prepared.message
+        if message is None:
+            return self._reject(name, element, prepared.reason or REJECT_PREFIX.strip()), 0
+        signer = element.get("signer", "")
         try:
             count = self.backend.load_message(message, signer)
         except DatabaseUnavailable as exc:
@@ -291,7 +395,7 @@ class Loader:
         log.info(
             "Loaded %d %s records%s from %s (empaid %s, %s, %d rows written) in %.1f ms",
             records, message.record_type, f" and {attributes} group attributes" if attributes else "",
-            signer, element.get("empaid", "-"), name, count, monotonic_ms(started),
+            signer, element.get("empaid", "-"), name, count, monotonic_ms(prepared.started),
         )
         return Outcome.LOADED, records
 
@@ -353,9 +457,9 @@ class Loader:
             released = 0
         if released:
             log.warning("Released %d locks left by a loader that is no longer running", released)
-        for queue in (self.incoming, self.reject, self.accept):
-            if queue is not None:
-                purge_quietly(queue, self.settings.lock_timeout)
+        for dirq_queue in (self.incoming, self.reject, self.accept):
+            if dirq_queue is not None:
+                purge_quietly(dirq_queue, self.settings.lock_timeout)
 
     def _maybe_reopen_logs(self) -> None:
         if not self.reopen_logs_requested.is_set():

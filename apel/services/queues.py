@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-from typing import Optional
 
 from dirq.queue import Queue
 
@@ -86,7 +85,7 @@ def read_element_leniently(queue: Queue, name: str) -> dict:
 
 
 class LockKeeper:
-    """Refreshes the mtime of the element we hold locked, from a background thread.
+    """Refreshes the mtime of the elements we hold locked, from a background thread.
 
     dirq's ``purge(maxlock=...)`` treats a lock as abandoned when the element
     directory's mtime is older than ``maxlock``; touching it every ``maxlock / 4``
@@ -96,23 +95,26 @@ class LockKeeper:
     def __init__(self, queue: Queue, maxlock: float) -> None:
         self._queue = queue
         self._period = max(maxlock / 4.0, 0.5)
-        self._current: Optional[str] = None
+        self._held: set[str] = set()
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
         self._thread.start()
 
-    def hold(self, name: Optional[str]) -> None:
-        """Keep ``name`` fresh from now on (``None``: nothing held)."""
+    def hold(self, name: str) -> None:
+        """Keep ``name`` fresh from now on."""
         with self._guard:
-            self._current = name
+            self._held.add(name)
+
+    def release(self, name: str) -> None:
+        with self._guard:
+            self._held.discard(name)
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):
             with self._guard:
-                name = self._current
-                if name is None:
-                    continue
+                names = list(self._held)
+            for name in names:
                 try:
                     os.utime(os.path.join(self._queue.path, name))
                 except OSError:
