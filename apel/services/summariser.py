@@ -91,6 +91,11 @@ def month_before(when: dt.datetime, days: int) -> tuple[int, int]:
     return earlier.year, earlier.month
 
 
+def _chunks(items: Sequence[Any], size: int = _DELETE_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 class Summariser:
     """One summariser run over one connected backend."""
 
@@ -153,35 +158,34 @@ class Summariser:
             return
 
         # Incremental: the pending rows up to the highest id seen now, in id order and in
-        # chunks (bounded memory and transactions); later rows are the next run's.
+        # chunks (bounded memory and transactions); later rows are the next run's. Only
+        # ids travel: the keys are copied into the work table on the server.
         (high,) = self.backend.query("SELECT MAX(id) FROM PendingSummaryKeys")[0]
         if high is None:
             log.info("Nothing loaded since the last run")
-        select = (
-            f"SELECT id, {', '.join(sql.HSS_KEY)} FROM PendingSummaryKeys"  # noqa: S608
-            f" WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"
-        )
+        select = f"SELECT id FROM PendingSummaryKeys WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"  # noqa: S608
         steps = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
         site_months: set[tuple] = set()
         last = 0
         last_note = self._clock()
         while high is not None:
-            rows = self.backend.query(select, [last, high, KEYS_PER_TRANSACTION])
-            if not rows:
+            ids = [row[0] for row in self.backend.query(select, [last, high, KEYS_PER_TRANSACTION])]
+            if not ids:
                 break
-            last = rows[-1][0]
-            keys = {tuple(row[1:]) for row in rows}
+            last = ids[-1]
             with self.backend.transaction() as tx:
                 for statement in statements.create_work:
                     tx.execute(statement)
                 tx.execute(statements.clear_work)
-                tx.executemany(statements.fill_work, sorted(keys, key=repr))
+                for chunk in _chunks(ids):
+                    tx.execute(statements.fill_work_from(len(chunk)), chunk)
+                chunk_site_months = tx.query(statements.work_site_months)
+                report.keys += sum(int(row[3]) for row in chunk_site_months)
                 report.rows += sum(tx.execute(step) for step in steps)
                 # the bookkeeping rows go with the recomputation they caused
-                self._delete_ids(tx, "PendingSummaryKeys", [row[0] for row in rows])
-            report.keys += len(keys)
-            report.pending_cleared += len(rows)
-            site_months.update(key[:3] for key in keys)
+                self._delete_ids(tx, "PendingSummaryKeys", ids)
+            report.pending_cleared += len(ids)
+            site_months.update(tuple(row[:3]) for row in chunk_site_months)
             now = self._clock()
             if now - last_note >= self.settings.progress_interval:
                 last_note = now
@@ -266,9 +270,7 @@ class Summariser:
     def _delete_ids(self, tx: Transaction, table: str, ids: Iterable[int]) -> None:
         """Delete exactly these bookkeeping rows (never "up to an id": a loader's row with
         a lower id may commit after this run read the table)."""
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), _DELETE_CHUNK):
-            chunk = ordered[start:start + _DELETE_CHUNK]
+        for chunk in _chunks(sorted(ids)):
             marks = ", ".join([self._mark] * len(chunk))
             tx.execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)  # noqa: S608
 

@@ -200,7 +200,18 @@ class CpuStatements:
     create_work: tuple[str, ...]
     clear_work: str
     fill_work: str
+    work_site_months: str
     site_months: str
+    mark: str
+
+    def fill_work_from(self, ids: int) -> str:
+        """Copy the keys of ``ids`` PendingSummaryKeys rows (given as parameters) into
+        the work table; keys equal under the schema's collation become one row."""
+        marks = ", ".join([self.mark] * ids)
+        return (
+            f"{self.fill_work.split(' VALUES ')[0]} SELECT {_columns(HSS_KEY)}"
+            f" FROM PendingSummaryKeys WHERE id IN ({marks})"
+        )
 
 
 def cpu_statements(d: Dialect) -> CpuStatements:
@@ -285,7 +296,11 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         create_work=create,
         clear_work=f"DELETE FROM {WORK_KEYS}",
         fill_work=f"{d.insert_ignore} INTO {WORK_KEYS} ({_columns(HSS_KEY)}) VALUES ({key_marks})",
+        work_site_months=(
+            f"SELECT SiteID, Year, Month, COUNT(*) FROM {WORK_KEYS} GROUP BY SiteID, Year, Month"
+        ),
         site_months=site_months,
+        mark=m,
     )
 
 
