@@ -31,6 +31,14 @@ would. ``--full`` (and the first run on a database, recognised by the missing
 With the stale clean-up enabled, a cloud run also recomputes every site-month inside
 the clean-up window: the clean-up deletes what the run did not refresh there, so the
 window must be refreshed completely, as a full run does.
+
+**Transactions.** The old summariser ran its three steps as three table-wide commits,
+so for a while HSS held job rows that a summary was about to replace. Here each unit
+of work (one site-month in a full run, one chunk of pending keys in an incremental
+run) is one transaction applying jobs, then summaries, then normalised summaries:
+readers never see a half-applied precedence, locks are held briefly, and a run that
+dies leaves every finished unit in place. Rows loaded other than through a backend's
+``load_message`` (hand-made SQL, a restored dump) leave no bookkeeping: run ``--full``.
 """
 
 from __future__ import annotations
