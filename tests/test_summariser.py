@@ -636,3 +636,33 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_long_runs_log_progress(tmp_path, caplog):
+    db = open_backend({"backend": "sqlite", "name": str(tmp_path / "p.db")})
+    load_fixed(db)
+    ticks = iter(range(0, 10**6, 40))  # every clock reading is 40 s later
+    with caplog.at_level("INFO", logger="apel.summariser"):
+        Summariser(db, SummariserSettings(), clock=lambda: float(next(ticks))).run()
+    progress = [r.getMessage() for r in caplog.records if "elapsed" in r.getMessage()]
+    assert progress[0].startswith("cpu full: 1/4 site-months, ")
+    assert progress[-1].startswith("cpu full: 4/4 site-months, ") and "s elapsed" in progress[-1]
+    db.close()
+
+
+def test_the_shipped_summariser_cfg_reads(tmp_path):
+    from apel_bin.apelsummariser import read_summariser_settings
+
+    from ssm.config import ConfigFile
+
+    shipped = Path(__file__).resolve().parent.parent / "conf" / "summariser.cfg"
+    db_cfg = tmp_path / "db.cfg"
+    db_cfg.write_text("[db]\nbackend = sqlite\nname = x\n")
+    settings, pidfile = read_summariser_settings(ConfigFile(str(shipped)), ConfigFile(str(db_cfg)), False)
+    assert (settings.kind, settings.stale_window_days) == ("cpu", None)
+    assert pidfile == "/var/run/apel/summariser.pid"
+    enabled = tmp_path / "summariser.cfg"
+    enabled.write_text(shipped.read_text().replace("#delete_stale_summaries", "delete_stale_summaries")
+                       .replace("#stale_summary_window_days", "stale_summary_window_days"))
+    settings, _ = read_summariser_settings(ConfigFile(str(enabled)), ConfigFile(str(db_cfg)), True)
+    assert (settings.stale_window_days, settings.full) == (7, True)
