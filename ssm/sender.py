@@ -351,14 +351,19 @@ class Sender:
             if finished and not in_flight:
                 return None
             problem = None
+            unsent = collections.deque(to_send)
             try:
-                for item in to_send:
+                while unsent:
+                    item = unsent[0]
                     item.sent_at = time.monotonic()
-                    in_flight[item.name] = item
+                    in_flight[item.name] = item  # counted as in flight: resent after a reconnect
+                    unsent.popleft()
                     link.send(options.destination, item.body,
                               dict(headers_base, **{"receipt": item.name, "empa-id": item.name}))
             except LinkError as exc:
                 problem = str(exc)
+                with self._cv:  # not sent at all: back to the front of the line, still locked
+                    self._ready.extendleft(reversed(unsent))
             if problem is None and not link.alive:
                 problem = f"Lost connection to {link.broker}: {link.lost_reason}"
             oldest = next(iter(in_flight.values()), None)

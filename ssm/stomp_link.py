@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 import stomp
 import stomp.protocol
+import stomp.transport
 from stomp.exception import StompException
 
 from ssm.brokers import Broker
@@ -75,6 +76,25 @@ class TLSSettings:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write("".join(pems))
         return path
+
+
+class _EOFAwareTransport(stomp.transport.Transport):
+    """stomp.py 9's transport, noticing when a TLS connection is closed by the broker.
+
+    For TLS sockets stomp.py runs non-blocking and treats an empty read as "no data
+    yet", so a broker that closes the connection (restart, crash) is only noticed
+    at the next failed write or heart-beat timeout, while the I/O thread spins. A
+    non-blocking TLS socket signals "no data yet" with SSLWantReadError; an empty
+    read really is the end of the stream, so the I/O loop is stopped, which reports
+    the disconnection at once.
+    """
+
+    def receive(self):  # type: ignore[no-untyped-def]
+        data = super().receive()
+        if data == b"" and not self.blocking and self.running:  # None means "nothing yet"
+            log.debug("Broker closed the TLS connection")
+            self.running = False
+        return data
 
 
 class _Listener(stomp.ConnectionListener):
@@ -179,6 +199,7 @@ class StompLink:
             reconnect_attempts_max=1, auto_decode=False, try_loopback_connect=False,
             prefer_localhost=False,
         )
+        conn.transport.__class__ = _EOFAwareTransport
         bundle = None
         try:
             if self.tls is not None:

@@ -131,7 +131,7 @@ def test_broker_restart_during_send_keeps_unsent_messages_for_the_next_run(tmp_p
     assert sender.returncode == 1
     assert err.count("\n") == 1 and "unsent messages stay queued" in err, err
     left = queue.count()
-    assert 0 < left < 950
+    assert 0 < left <= 950
     # nothing is left locked: the next run takes everything that is left
     second = run_send(send_cfg, timeout=120)
     assert second.returncode == 0, second.stderr
