@@ -115,8 +115,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
     def service(stop: threading.Event) -> int:
         # Built here, after daemonising: the lock-keeper thread and the database
         # connection must belong to the process that does the work. Queue files are
-        # private (0600/0700) in the foreground too; with one process-wide umask,
-        # dirq's temporary umask changes on two threads cannot leak a wider mode.
+        # private (0600/0700) in the foreground too, as in daemon mode.
         os.umask(0o077)
         try:
             loader = Loader(settings, backend_class(db_settings))
