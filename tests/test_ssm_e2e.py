@@ -337,3 +337,14 @@ def test_client_certificate_the_broker_does_not_trust_fails_in_bounded_time(setu
     assert time.monotonic() - started < 30
     assert "Attempts to start the SSM failed" in result.stderr
     assert DirqOutgoingQueue(setup.outgoing).count() == 1
+
+
+@pytest.mark.timeout(60)
+def test_dn_file_is_reloaded_periodically(setup, pki, sender_id):
+    receiver = start_receiver(setup.receiver_cfg({"receiver": {"dn_refresh": "1"}}), setup.dns, setup.spool)
+    try:
+        wait_log(setup.recv_log, "Subscribed to")
+        write_dns(setup.dns, [sender_id.dn, pki.host("e2e-periodic").dn])
+        wait_log(setup.recv_log, "Reloaded 2 valid DNs", timeout=20)
+    finally:
+        assert receiver.stop() == 0
