@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from apel.records.benchmark import MIXTURE, parse_benchmark_dict
 from apel.records.definitions import FQAN_ALWAYS, MessageSpec
@@ -87,6 +87,17 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
             record[name] = convert(value)
         except ValueError as exc:
             raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
+    finish_record(spec, record, chosen, chosen_from, index, now)
+    return record
+
+
+def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chosen_from: str,
+                  index: Union[int, str], now: datetime) -> None:
+    """The work after every field is coerced: benchmark type, FQAN derivation, cross-field checks.
+
+    Shared with the canonical-layout fast path, so both raise the same reasons.
+    ``chosen`` is the benchmark type picked from v0.4 dicts (``chosen_from`` names the field).
+    """
     if chosen is not None:
         given = record["ServiceLevelType"]
         if given != "None" and given.lower() != chosen:
@@ -99,7 +110,6 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
         if fqan != "None" or spec.fqan == FQAN_ALWAYS:
             record["VO"], record["VOGroup"], record["VORole"] = parse_fqan(fqan)
     spec.check(record, index, now)
-    return record
 
 
 def _missing(raw: Mapping[str, Any], index: Union[int, str], name: str) -> InvalidMessage:

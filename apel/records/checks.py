@@ -7,13 +7,20 @@ reason naming the record, the field, the value and the rule.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
+from operator import le
+from typing import Any, Callable
 
 from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, Record
 
 FUTURE_ALLOWANCE = timedelta(days=2)
+
+# A message's value column by field name: every record's value of that field, in record order.
+ColumnOf = Callable[[str], Sequence[Any]]
 
 
 def iso(value: datetime) -> str:
@@ -60,6 +67,17 @@ def job(record: Record, index: int, now: datetime) -> None:
             f"(now is '{iso(now)}')")
 
 
+@lru_cache(maxsize=1024)  # a message's summaries cover a few months
+def first_instant(year: int, month: int) -> datetime:
+    """The first instant (UTC) of a month."""
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=1024)
+def _next_month(year: int, month: int) -> datetime:
+    return first_instant(year + (month == 12), month % 12 + 1)
+
+
 def summary(record: Record, index: int, now: datetime) -> None:
     """The month must not be in the future; end times, when both given, lie in the month.
 
@@ -67,11 +85,11 @@ def summary(record: Record, index: int, now: datetime) -> None:
     durations are refused by the field ranges before this runs.
     """
     year, month = record["Year"], record["Month"]
-    month_start = datetime(year, month, 1, tzinfo=UTC)
+    month_start = first_instant(year, month)
     if month_start > now:
         raise InvalidMessage(
             f"record {index}: field Month: {year:04d}-{month:02d} is in the future (now is '{iso(now)}')")
-    next_start = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    next_start = first_instant(year + (month == 12), month % 12 + 1)
     earliest, latest = record["EarliestEndTime"], record["LatestEndTime"]
     if earliest is None or latest is None:
         return
@@ -84,3 +102,40 @@ def summary(record: Record, index: int, now: datetime) -> None:
         raise InvalidMessage(
             f"record {index}: field LatestEndTime: value '{iso(latest)}' is before "
             f"EarliestEndTime '{iso(earliest)}'")
+
+
+# Whole-message forms of the checks, for messages whose records are built column by column
+# (apel.records.canonical).  Each only proves that no record of the message can fail its
+# per-record check; when it cannot, the per-record check runs on every record, in order,
+# and raises the reason.
+
+
+def job_columns(column: ColumnOf, now: datetime) -> bool:
+    """True if :func:`job` accepts every record: benchmarks given and valid, times in order."""
+    level_types, levels = column("ServiceLevelType"), column("ServiceLevel")
+    if "None" in level_types or None in levels:
+        return False
+    if not VALID_SERVICE_LEVEL_TYPES.issuperset(map(str.lower, level_types)):
+        return False
+    starts, ends = column("StartTime"), column("EndTime")
+    return all(map(le, starts, ends)) and max(ends) <= now + FUTURE_ALLOWANCE
+
+
+def summary_columns(column: ColumnOf, now: datetime) -> bool:
+    """True if :func:`summary` accepts every record: past months, end times within them and in order."""
+    years, months = column("Year"), column("Month")
+    starts = list(map(first_instant, years, months))
+    if max(starts) > now:
+        return False
+    next_starts = list(map(_next_month, years, months))  # no later than next month: within datetime's range
+    earliest, latest = column("EarliestEndTime"), column("LatestEndTime")
+    if None in earliest or None in latest:
+        return False  # the per-record check skips those records' end-time rules
+    return (all(map(le, starts, earliest)) and all(map(le, earliest, next_starts))
+            and all(map(le, starts, latest)) and all(map(le, latest, next_starts))
+            and all(map(le, earliest, latest)))
+
+
+def no_check_columns(column: ColumnOf, now: datetime) -> bool:
+    """Types without cross-field rules."""
+    return True

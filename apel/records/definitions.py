@@ -168,6 +168,8 @@ class MessageSpec:
     checked_by_rule: frozenset[str] = frozenset()
     fqan: Optional[str] = None
     check: Callable[[Record, int, Any], None] = checks.no_check
+    # The same rules over a whole message's columns: True if no record can fail ``check``.
+    check_columns: Callable[[checks.ColumnOf, Any], bool] = checks.no_check_columns
     steps: Steps = field(init=False, repr=False, compare=False)
     accepted: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -216,18 +218,21 @@ def _dict_value_converter(fld: Field) -> Callable[[Any], Any]:
 _JOB_IGNORED = frozenset(("SubmitHostType", "UpdateTime"))
 _UPDATE_TIME = frozenset(("UpdateTime",))
 
+_JOB_RULES = {"check": checks.job, "check_columns": checks.job_columns}
+_SUMMARY_RULES = {"check": checks.summary, "check_columns": checks.summary_columns}
+
 JOB_SPEC = MessageSpec(JOB, "APEL-individual-job-message: v0.3", _JOB_IGNORED,
                        checked_by_rule=frozenset(("ServiceLevel", "ServiceLevelType")),
-                       fqan=FQAN_IF_PRESENT, check=checks.job)
+                       fqan=FQAN_IF_PRESENT, **_JOB_RULES)
 JOB_V04_SPEC = MessageSpec(JOB, "APEL-individual-job-message: v0.4", _JOB_IGNORED, ("ServiceLevel",),
-                           fqan=FQAN_IF_PRESENT, check=checks.job)
-SUMMARY_SPEC = MessageSpec(SUMMARY, "APEL-summary-job-message: v0.2", _UPDATE_TIME, check=checks.summary)
+                           fqan=FQAN_IF_PRESENT, **_JOB_RULES)
+SUMMARY_SPEC = MessageSpec(SUMMARY, "APEL-summary-job-message: v0.2", _UPDATE_TIME, **_SUMMARY_RULES)
 SUMMARY_V04_SPEC = MessageSpec(SUMMARY, "APEL-summary-job-message: v0.4", _UPDATE_TIME, ("ServiceLevel",),
-                               check=checks.summary)
+                               **_SUMMARY_RULES)
 NORMALISED_SPEC = MessageSpec(NORMALISED_SUMMARY, "APEL-summary-job-message: v0.3", _UPDATE_TIME,
-                              check=checks.summary)
+                              **_SUMMARY_RULES)
 NORMALISED_V04_SPEC = MessageSpec(NORMALISED_SUMMARY, "APEL-normalised-summary-message: v0.4", _UPDATE_TIME,
-                                  ("NormalisedWallDuration", "NormalisedCpuDuration"), check=checks.summary)
+                                  ("NormalisedWallDuration", "NormalisedCpuDuration"), **_SUMMARY_RULES)
 SYNC_SPEC = MessageSpec(SYNC, "APEL-sync-message: v0.1")
 CLOUD_SPEC = MessageSpec(CLOUD, "APEL-cloud-message: v0.4",
                          frozenset(("UpdateTime", "MeasurementTime", "MeasurementMonth", "MeasurementYear")),
@@ -235,7 +240,7 @@ CLOUD_SPEC = MessageSpec(CLOUD, "APEL-cloud-message: v0.4",
 CLOUD_SUMMARY_SPEC = MessageSpec(CLOUD_SUMMARY, "APEL-cloud-summary-message: v0.4", _UPDATE_TIME)
 # XML record types have no header of their own; these carry their fields and checks.
 CAR_SPEC = MessageSpec(JOB, "urf:UsageRecords", checked_by_rule=JOB_SPEC.checked_by_rule,
-                       fqan=FQAN_IF_PRESENT, check=checks.job)
+                       fqan=FQAN_IF_PRESENT, **_JOB_RULES)
 STAR_SPEC = MessageSpec(STORAGE, "sr:StorageUsageRecords")
 GROUP_ATTRIBUTE_SPEC = MessageSpec(GROUP_ATTRIBUTE, "sr:GroupAttribute")
 

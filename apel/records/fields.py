@@ -28,8 +28,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What SQL DATETIME can hold; anything outside is refused while parsing.
 DATETIME_MIN = datetime(1000, 1, 1, tzinfo=UTC)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-_EPOCH_MIN = int((DATETIME_MIN - EPOCH).total_seconds())
-_EPOCH_MAX = int((DATETIME_MAX - EPOCH).total_seconds())
+EPOCH_MIN = int((DATETIME_MIN - EPOCH).total_seconds())
+EPOCH_MAX = int((DATETIME_MAX - EPOCH).total_seconds())
 
 # Integer ranges of the columns the values end up in.
 SIGNED_BIGINT = (-(2**63), 2**63 - 1)
@@ -117,7 +117,7 @@ _ISO_Z = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 
 def datetime_from_epoch(seconds: int) -> datetime:
     """Epoch seconds are UTC whatever the host's time zone (server.md §11 j)."""
-    if not _EPOCH_MIN <= seconds <= _EPOCH_MAX:
+    if not EPOCH_MIN <= seconds <= EPOCH_MAX:
         raise ValueError(f"epoch {seconds} is outside the storable range "
                          f"{DATETIME_MIN:%Y-%m-%d}..{DATETIME_MAX:%Y-%m-%d}")
     return EPOCH + timedelta(seconds=seconds)

@@ -1,8 +1,9 @@
 """APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines (§3.1, §3.2).
 
-Lines are split with ``str.partition`` (measured faster than a regular
-expression here); the precise diagnosis of a bad line only runs once a record
-is known bad.
+A message in the canonical layout is read in bulk (:mod:`apel.records.canonical`);
+any other, and any message the bulk reader cannot prove valid, is read record by
+record here, where lines are split with ``str.partition`` and the precise
+diagnosis of a bad line only runs once a record is known bad.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from apel.records.build import build_record
+from apel.records.canonical import reader_for
 from apel.records.definitions import (
     OLD_BY_HEADER,
     OLD_BY_TYPE,
@@ -18,7 +20,7 @@ from apel.records.definitions import (
     MessageSpec,
 )
 from apel.records.fields import UTC
-from apel.records.model import InvalidMessage, ParsedMessage
+from apel.records.model import InvalidMessage, ParsedMessage, Record
 
 HEADER_NO_COLON = "Message header is incorrect: substring not found"
 LINE_NO_COLON = "Message header is incorrect: not enough values to unpack"
@@ -54,6 +56,18 @@ def parse_text(body: str) -> ParsedMessage:
     header, _, rest = body.partition("\n")
     spec = route(header)
     now = datetime.now(UTC)
+    records = reader_for(spec).read(rest, now)  # None: not provably valid in bulk, so record by record
+    if records is None:
+        records = parse_records(spec, rest, now)
+    return ParsedMessage(spec.record_type, header.strip(), records)
+
+
+def parse_records(spec: MessageSpec, rest: str, now: datetime) -> list[Record]:
+    """The exact path: the records of a message body (header removed), one after the other.
+
+    It accepts and refuses exactly what the canonical fast path does, and is the only
+    path that words the reasons a message is refused.
+    """
     records = []
     index = 0
     for chunk in rest.split("%%"):
@@ -61,11 +75,16 @@ def parse_text(body: str) -> ParsedMessage:
         if not chunk:
             continue
         index += 1
-        raw = {}
-        for line in chunk.split("\n"):
-            key, colon, value = line.partition(":")
-            if not colon:
-                raise _line_error(chunk, index)
-            raw[key.strip()] = value.strip()
-        records.append(build_record(spec, raw, index, now))
-    return ParsedMessage(spec.record_type, header.strip(), records)
+        records.append(build_record(spec, _raw_values(chunk, index), index, now))
+    return records
+
+
+def _raw_values(chunk: str, index: int) -> dict[str, str]:
+    """The exact path's view of a record: stripped key → stripped value, the last of a key winning."""
+    raw = {}
+    for line in chunk.split("\n"):
+        key, colon, value = line.partition(":")
+        if not colon:
+            raise _line_error(chunk, index)
+        raw[key.strip()] = value.strip()
+    return raw
