@@ -33,7 +33,7 @@ from itertools import repeat, takewhile
 from operator import eq, le
 from typing import Any, Callable, Optional
 
-from apel.records.benchmark import parse_benchmark_dict
+from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES, parse_benchmark_dict
 from apel.records.definitions import FIELDS, FQAN_ALWAYS, MessageSpec
 from apel.records.fields import EPOCH_MAX, EPOCH_MIN, FLOAT, INT, NULL_SPELLINGS, UTC
 from apel.records.fqan import parse_fqan
@@ -42,6 +42,7 @@ from apel.records.model import Record
 _STRIP = str.strip
 _GROUPS = re.Match.groups
 _NULL_TO_NONE = dict.fromkeys(NULL_SPELLINGS, "None")  # a null string field is stored as "None"
+_ONE_BENCHMARK = re.compile(r"\{([A-Za-z0-9]+): ([0-9]+(?:\.[0-9]+)?)\}")
 _MAX_LAYOUTS = 64  # compiled per-layout patterns kept per spec
 
 Column = list  # one field's values over every record of the message, in record order
@@ -110,6 +111,26 @@ def _floats(texts: Column, mandatory: bool, low: float, high: float) -> Optional
         return None
     present = [number for number in numbers if number is not None] if None in numbers else numbers
     return numbers if _in_range(present, low, high) else None
+
+
+def _benchmark_dicts(texts: Column) -> Optional[tuple[Sequence[str], Sequence[str]]]:
+    """Each v0.4 benchmark dict's chosen (type, value text), as :func:`parse_benchmark_dict` picks it.
+
+    The usual one-benchmark form ``{HEPSPEC: 10.5}`` is read by one pattern over the column;
+    for it ``parse_benchmark_dict`` returns the lower-cased key and the number as written,
+    provided the key is a benchmark.  Any other form goes through ``parse_benchmark_dict``.
+    """
+    matches = list(map(_ONE_BENCHMARK.fullmatch, texts))
+    if None not in matches:
+        keys, numbers = zip(*map(_GROUPS, matches))
+        kinds = list(map(str.lower, keys))
+        if VALID_SERVICE_LEVEL_TYPES.issuperset(kinds):
+            return kinds, numbers
+    try:
+        kinds, numbers = zip(*map(parse_benchmark_dict, texts))
+    except ValueError:  # also a null: "" is not a dict
+        return None
+    return kinds, numbers
 
 
 class _Step:
@@ -247,11 +268,10 @@ class CanonicalReader:
             return False
         chosen: Optional[Sequence[str]] = None
         for position, coerce in self.dicts:
-            try:
-                parsed = list(map(parse_benchmark_dict, columns[position]))
-            except ValueError:  # also a null: "" is not a dict
+            parsed = _benchmark_dicts(columns[position])
+            if parsed is None:
                 return False
-            kinds, texts = zip(*parsed)
+            kinds, texts = parsed
             if chosen is None:
                 chosen = kinds
             elif not all(map(eq, kinds, chosen)):
