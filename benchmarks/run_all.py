@@ -93,11 +93,12 @@ def _unloader(rows: list[dict]) -> list[Row]:
 
 def _ssm(rows: list[dict]) -> list[Row]:
     baseline = next((r for r in rows if r["window"] == 1), None)
+    compare = {id(r): baseline is not None and r is not baseline for r in rows}
     return [{
         "benchmark": "ssm end to end", "measurement": f"{r['run']} ({r['messages']} × 10 KB)",
         "result": f"{r['msg_per_s']:,.0f} msg/s",
-        "baseline": f"{baseline['msg_per_s']:,.0f} msg/s (window 1)" if baseline and r is not baseline else "",
-        "speedup": f"{r['msg_per_s'] / baseline['msg_per_s']:.1f}×" if baseline and r is not baseline else "",
+        "baseline": f"{baseline['msg_per_s']:,.0f} msg/s (window 1)" if compare[id(r)] else "",
+        "speedup": f"{r['msg_per_s'] / baseline['msg_per_s']:.1f}×" if compare[id(r)] else "",
         "rss": f"send {r['sender_rss_mb']:.0f} / receive {r['receiver_rss_mb']:.0f} MB",
     } for r in rows]
 
