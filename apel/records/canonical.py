@@ -7,9 +7,10 @@ values at once, and the values are then checked and coerced *column by
 column*, one bulk operation per field over all records of the message
 (``map(int, column)``, ``min``/``max`` against the column's range, set
 membership for nulls).  Python code then runs per field and per message instead
-of per line and per record.  Measured on a 1,000-record job message, the
-per-line split/partition/strip loop and the per-field coercion loop were about
-90 % of the parse time.
+of per line and per record.  Measured on 1,000-record messages: 1.6 to 2.2
+times faster than the record-by-record path, whose per-line
+split/partition/strip loop and per-field coercion loop were nearly all of the
+parse time.
 
 The fast path only *accepts*.  Whatever it cannot prove valid for the whole
 message -- another line layout, an ignored or unknown key, a duplicate key, a
