@@ -224,8 +224,8 @@ class CanonicalReader:
                 return columns
         if "\n" in chunks:  # the empty record the any-subset pattern matches: an empty chunk
             return None
-        matches = list(map(self.any_layout.fullmatch, chunks))
-        if None in matches:
+        matches = list(takewhile(bool, map(self.any_layout.fullmatch, chunks)))  # a miss costs one match
+        if len(matches) != len(chunks):
             return None
         rows = list(map(_GROUPS, matches, repeat("")))  # an absent field reads as "", i.e. null
         return [list(map(_STRIP, column)) for column in zip(*rows)]
