@@ -18,12 +18,12 @@ import threading
 from typing import Optional
 
 import apel
-from apel.db.backend import load_backend
+from apel.db.settings import read_db_settings
 from apel.services.loader import Loader, LoaderSettings
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
 from ssm.config import ConfigFile
 from ssm.daemon import run_service
-from ssm.logs import LOG_FORMAT, setup_logging
+from ssm.logs import setup_logging_or_console
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
@@ -72,27 +72,6 @@ def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
     return settings, pidfile
 
 
-def read_db_settings(config: ConfigFile) -> tuple[type, dict]:
-    """``[db]`` of db.cfg: the backend class and its settings (all options, as text)."""
-    if not config.has_section("db"):
-        raise config.error("db", None, "missing section")
-    name = config.get("db", "backend", "mysql").lower()
-    try:
-        backend_class = load_backend(name)
-    except KeyError as exc:
-        raise config.error("db", "backend", str(exc.args[0])) from None
-    except ImportError as exc:
-        raise config.error("db", "backend", f"{name!r} cannot be loaded: {exc}") from None
-    settings = {option: config.get("db", option) for option in config.options("db")}
-    settings["backend"] = name
-    return backend_class, settings
-
-
-def setup_loader_logging(config: ConfigFile) -> None:
-    if config.has_section("logging"):
-        setup_logging(config)
-        return
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
@@ -101,7 +80,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
     db_config = ConfigFile(args.db)
     settings, pidfile = read_loader_settings(loader_config)
     backend_class, db_settings = read_db_settings(db_config)
-    setup_loader_logging(loader_config)
+    setup_logging_or_console(loader_config, sys.stdout)
     warn_deprecated(args)
     try:
         os.makedirs(settings.msgpath, mode=0o700, exist_ok=True)

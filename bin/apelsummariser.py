@@ -14,15 +14,15 @@ the reason in one line; the pidfile is removed on every exit path.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Optional
 
 import apel
-from apel.db.backend import DatabaseUnavailable, StorageError, load_backend
+from apel.db.backend import DatabaseUnavailable, StorageError
+from apel.db.settings import read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
 from ssm.config import ConfigFile
-from ssm.logs import LOG_FORMAT, setup_logging
+from ssm.logs import setup_logging_or_console
 from ssm.pidfile import PidFile
 
 PROG = "apelsummariser"
@@ -73,27 +73,6 @@ def read_summariser_settings(
     return settings, pidfile
 
 
-def read_db_settings(config: ConfigFile) -> tuple[type, dict]:
-    """``[db]`` of db.cfg: the backend class and its settings (all options, as text)."""
-    if not config.has_section("db"):
-        raise config.error("db", None, "missing section")
-    name = config.get("db", "backend", "mysql").lower()
-    try:
-        backend_class = load_backend(name)
-    except KeyError as exc:
-        raise config.error("db", "backend", str(exc.args[0])) from None
-    except ImportError as exc:
-        raise config.error("db", "backend", f"{name!r} cannot be loaded: {exc}") from None
-    settings = {option: config.get("db", option) for option in config.options("db")}
-    settings["backend"] = name
-    return backend_class, settings
-
-
-def setup_summariser_logging(config: ConfigFile) -> None:
-    if config.has_section("logging"):
-        setup_logging(config)
-        return
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
@@ -102,7 +81,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
     db_config = ConfigFile(args.db)
     backend_class, db_settings = read_db_settings(db_config)
     settings, pidfile = read_summariser_settings(config, db_config, args.full)
-    setup_summariser_logging(config)
+    setup_logging_or_console(config)
     warn_deprecated(args)
     with PidFile(pidfile):
         try:

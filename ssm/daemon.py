@@ -2,21 +2,27 @@
 
 The pidfile is taken *before* detaching, so a second copy fails in the terminal
 with a clear line instead of exiting 0 and dying silently in the background (the
-python-daemon gotcha). SIGTERM and SIGINT set the ``stop`` event the service polls,
-so it finishes the message in hand and exits 0; SIGHUP calls ``on_reload``.
+python-daemon gotcha). The launching process exits only once the pidfile names the
+detached daemon, so whoever reads it right after (an init script, systemd's
+Type=forking, a test) never sees the launcher's short-lived PID. SIGTERM and SIGINT
+set the ``stop`` event the service polls, so it finishes the message in hand and
+exits 0; SIGHUP calls ``on_reload``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from typing import Callable, Optional
 
 import daemon
 
+from ssm.cli import FatalError
 from ssm.logs import log_handler_streams
-from ssm.pidfile import PidFile
+from ssm.pidfile import PidFile, read_pid
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,15 @@ def run_service(
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
             return service(stop)
+        launcher = os.getpid()
+        child = os.fork()
+        if child:
+            return _wait_for_daemon(lock.path, launcher, child)
+        os.setsid()
+        if os.fork():
+            os._exit(0)  # the session leader goes; the daemon can never reacquire a terminal
         context = daemon.DaemonContext(
+            detach_process=False,
             working_directory="/",
             umask=0o077,
             files_preserve=log_handler_streams(),
@@ -60,3 +74,17 @@ def run_service(
             return service(stop)
     finally:
         lock.release()
+
+
+def _wait_for_daemon(pidfile: str, launcher: int, child: int, timeout: float = 30.0) -> int:
+    """Exit status for the launcher: 0 once the pidfile names the daemon, 1 if it died first."""
+    os.waitpid(child, 0)  # the intermediate process exits at once
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = read_pid(pidfile)
+        if pid and pid != launcher:
+            return 0
+        if pid is None:  # removed: the daemon stopped before it could start
+            break
+        time.sleep(0.01)
+    raise FatalError(f"the daemon did not start; see its log (pidfile {pidfile})")

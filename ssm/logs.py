@@ -67,6 +67,15 @@ def setup_logging(config: ConfigFile, section: str = "logging") -> logging.Logge
     return root
 
 
+def setup_logging_or_console(config: ConfigFile, stream=sys.stderr) -> None:
+    """``[logging]`` when the file has one; otherwise INFO to ``stream``, so a config
+    written for a quick test still says what happened."""
+    if config.has_section("logging"):
+        setup_logging(config)
+        return
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=stream)
+
+
 def log_handler_streams() -> list:
     """File objects behind the current handlers, to keep them open when daemonising."""
     streams = []
