@@ -185,7 +185,7 @@ def _fsync_all(paths: list[str]) -> None:
     global _sync_pool
     if len(paths) <= 1:
         for path in paths:
-            _fsync_path(path)
+            fsync_path(path)
         return
     if _sync_pool is None:
         _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssm-fsync")
@@ -196,10 +196,11 @@ def _fsync_all(paths: list[str]) -> None:
 
 def _fsync_paths(paths: list[str]) -> None:
     for path in paths:
-        _fsync_path(path)
+        fsync_path(path)
 
 
-def _fsync_path(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """Flush one file or directory to disk (a directory: the names in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -25,6 +25,8 @@ import time
 
 from dirq.queue import Queue
 
+from ssm.queues import fsync_path
+
 log = logging.getLogger(__name__)
 
 # Field schemas (messages.md §1). Writers (ssmreceive, REST) set body/signer/empaid.
@@ -41,14 +43,6 @@ def open_queue(path: str, schema: dict) -> Queue:
     return Queue(path, umask=QUEUE_UMASK, schema=schema)
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def add_durably(queue: Queue, data: dict) -> str:
     """Add ``data`` to ``queue`` and fsync it (files, element and parent directories).
 
@@ -59,10 +53,10 @@ def add_durably(queue: Queue, data: dict) -> str:
     name = queue.add(data)
     element = os.path.join(queue.path, name)
     for field in os.listdir(element):
-        _fsync_path(os.path.join(element, field))
-    _fsync_path(element)
-    _fsync_path(os.path.dirname(element))  # the rename's target directory
-    _fsync_path(queue.path)  # a new intermediate directory may have been created
+        fsync_path(os.path.join(element, field))
+    fsync_path(element)
+    fsync_path(os.path.dirname(element))  # the rename's target directory
+    fsync_path(queue.path)  # a new intermediate directory may have been created
     return name
 
 

@@ -58,6 +58,7 @@ from apel.records import (
     render_star,
 )
 from apel.records.fields import DATETIME, FLOAT, INT
+from ssm.queues import fsync_path
 
 log = logging.getLogger("apel.unloader")
 
@@ -482,18 +483,10 @@ def _fsync_elements(queue_path: str, names: list[str]) -> None:
     directories = {queue_path}
     for name in names:
         path = os.path.join(queue_path, name)
-        _fsync(path)
+        fsync_path(path)
         directories.add(os.path.dirname(path))
     for directory in sorted(directories, reverse=True):  # element directories, then the queue
-        _fsync(directory)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_path(directory)
 
 
 def dry_run_report(result: UnloadResult, settings: UnloaderSettings) -> str:
