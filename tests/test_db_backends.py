@@ -194,6 +194,26 @@ def test_duplicate_jobs_replace_case_and_trailing_space_insensitively(writer):
     assert count(writer, "JobRecords") == 3
 
 
+def test_pending_keys_once_per_message_plus_the_keys_replaced_jobs_leave(writer):
+    """The summariser's bookkeeping: each distinct HSS key of a message once; a reload
+    adds the old key of a job only where the job moved to another group."""
+    def keys() -> list[tuple]:
+        found = writer.query("SELECT ServiceLevelType, ServiceLevel, NodeCount FROM PendingSummaryKeys")
+        return sorted((t, float(level), nodes) for t, level, nodes in found)
+
+    jobs = [job(LocalJobId=f"j{n}") for n in range(5)] + [job(LocalJobId="k", ServiceLevel=12)]
+    writer.load_message(message("job", jobs), PUBLISHER)
+    assert keys() == [("HEPSPEC", 10.5, 1), ("HEPSPEC", 12.0, 1)]
+    writer.query("DELETE FROM PendingSummaryKeys")
+    writer.load_message(message("job", jobs), PUBLISHER)  # the same jobs again
+    assert keys() == [("HEPSPEC", 10.5, 1), ("HEPSPEC", 12.0, 1)]
+    writer.query("DELETE FROM PendingSummaryKeys")
+    moved = [job(LocalJobId="J0 ", NodeCount=2), job(LocalJobId="new", NodeCount=3)]
+    writer.load_message(message("job", moved), PUBLISHER)
+    assert keys() == [("HEPSPEC", 10.5, 1), ("HEPSPEC", 10.5, 2), ("HEPSPEC", 10.5, 3)]
+    assert count(writer, "JobRecords") == 7
+
+
 def test_duplicate_within_one_message_the_later_record_wins(writer):
     records = [job(WallDuration=1), job(WallDuration=2), job(LocalJobId="12345.BATCH", WallDuration=3)]
     assert writer.load_message(message("job", records), PUBLISHER) == 3

@@ -42,6 +42,7 @@ from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema import schema_statements
+from apel.records import model
 from apel.records.model import ParsedMessage
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ _UNAVAILABLE_CODES = frozenset({
     4031,  # MySQL: disconnected for inactivity
     1047,  # Galera: WSREP has not yet prepared node for application use
 })
+# The connection is gone (server restarted, idle timeout, KILL): reconnect and start over.
+_LOST_CODES = frozenset({1053, 1927, 2006, 2013, 2055, 4031})
 # Lookup names remembered per table before the cache starts over (bounds memory).
 _CACHE_LIMIT = 200_000
 
@@ -233,9 +236,14 @@ class MySQLBackend(Backend):
     def create_schema(self) -> None:
         apply_schema(self._args)
 
-    def _connection(self) -> pymysql.connections.Connection:
-        """The live connection, reconnecting once if the server dropped it."""
-        if self._conn is not None:
+    def _connection(self, ping: bool = True) -> pymysql.connections.Connection:
+        """The connection, reconnecting if the server dropped it.
+
+        With ``ping`` the connection is checked first (one round trip): for the
+        occasional query of the tools. A transaction skips that and notices a lost
+        connection on its first statement instead (see :meth:`_begin`).
+        """
+        if self._conn is not None and ping:
             try:
                 self._conn.ping(reconnect=False)
             except (pymysql.Error, OSError) as exc:
@@ -245,6 +253,27 @@ class MySQLBackend(Backend):
             self.connect()
         assert self._conn is not None
         return self._conn
+
+    def _begin(self) -> pymysql.connections.Connection:
+        """Start a transaction on a live connection, reconnecting once if the first
+        statement finds the connection gone (nothing was done in it, so it is safe)."""
+        conn = self._connection(ping=False)
+        try:
+            conn.begin()
+            return conn
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if isinstance(exc, pymysql.err.OperationalError) and code not in _LOST_CODES:
+                raise error_for(exc) from exc
+            log.warning("MySQL connection lost (%s); reconnecting", exc)
+            self.close()
+        conn = self._connection(ping=False)
+        try:
+            conn.begin()
+        except pymysql.Error as exc:
+            self.close()
+            raise error_for(exc) from exc
+        return conn
 
     # -- generic helpers ----------------------------------------------------------------
 
@@ -274,9 +303,8 @@ class MySQLBackend(Backend):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        conn = self._connection()
+        conn = self._begin()
         try:
-            conn.begin()
             with conn.cursor() as cur:
                 yield _MySQLTransaction(cur)
             conn.commit()
@@ -309,16 +337,12 @@ class MySQLBackend(Backend):
             for part in parts:
                 layout = part.layout
                 _substitute(part, ids)
-                table_rows = part.rows()
-                pending.before_write(tx, self.name, self.placeholder, layout.record_type,
-                                     layout.columns, table_rows)
                 try:
-                    self._write(cur, part, table_rows)
+                    self._write_part(tx, part)
                 except UnicodeEncodeError as exc:
                     raise StorageError(
                         f"{layout.record_type}: text that is not valid Unicode: {exc}"
                     ) from None
-                pending.after_write(tx, self.placeholder, layout.record_type, layout.columns, table_rows)
                 written += len(part)
         # only committed ids may be remembered: a rolled-back insert's id does not exist
         for table, learnt in fresh.items():
@@ -395,11 +419,38 @@ class MySQLBackend(Backend):
                 ids[name] = row_id
         return ids
 
-    def _write(self, cur: pymysql.cursors.Cursor, part: _rows.TableData, table_rows: list[list[Any]]) -> None:
+    def _write_part(self, tx: _MySQLTransaction, part: _rows.TableData) -> None:
+        """One table's rows and the summariser's bookkeeping for them (apel.db.pending).
+
+        Jobs and (normalised) summaries: the keys of replaced jobs that the message does
+        not feed itself are read first (one locking read), then the rows and the distinct
+        keys go in with one bulk statement each. Other types use pending's generic hooks.
+        """
         layout = part.layout
+        record_type = layout.record_type
+        keys = pending.summary_keys(record_type, layout.columns, part.columns)
+        if keys:
+            if record_type == model.JOB:
+                keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
+            self._write(tx._cur, layout.table, layout.columns, layout.text_columns, part.columns)
+            # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
+            key_columns = [list(values) for values in zip(*keys)]
+            self._write(tx._cur, "PendingSummaryKeys", pending.KEY_COLUMNS, pending.KEY_TEXT_COLUMNS,
+                        key_columns)
+            return
+        table_rows = part.rows()
+        pending.before_write(tx, self.name, self.placeholder, record_type, layout.columns, table_rows)
+        self._write(tx._cur, layout.table, layout.columns, layout.text_columns, part.columns)
+        pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
+
+    def _write(
+        self, cur: pymysql.cursors.Cursor, table: str, columns: Sequence[str], text: frozenset[str],
+        data: list[list[Any]],
+    ) -> None:
+        """Rows given column by column into ``table`` (REPLACE): LOAD DATA, else multi-row VALUES."""
         if self._local_infile:
             try:
-                self._load_data(cur, part)
+                self._load_data(cur, table, columns, text, data)
                 return
             except OSError as exc:  # the loader host's disk, not the message
                 raise DatabaseUnavailable(f"cannot write the bulk-load file: {exc}") from exc
@@ -409,26 +460,27 @@ class MySQLBackend(Backend):
                 # the statement had no effect: carry on in the same transaction
                 log.warning("MySQL refuses LOAD DATA LOCAL INFILE (%s); using multi-row REPLACE", exc)
                 self._local_infile = False
-        columns = ", ".join(layout.columns)
-        marks = ", ".join(["%s"] * len(layout.columns))
-        sql = f"REPLACE INTO {layout.table} ({columns}) VALUES ({marks})"  # noqa: S608 - fixed names
-        cur.executemany(sql, table_rows)
+        names = ", ".join(columns)
+        marks = ", ".join(["%s"] * len(columns))
+        sql = f"REPLACE INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - fixed names
+        cur.executemany(sql, list(zip(*data)))
 
-    def _load_data(self, cur: pymysql.cursors.Cursor, part: _rows.TableData) -> None:
+    def _load_data(
+        self, cur: pymysql.cursors.Cursor, table: str, columns: Sequence[str], text: frozenset[str],
+        data: list[list[Any]],
+    ) -> None:
         """Stream the rows as a TSV file that LOAD DATA reads back exactly (see _tsv_column)."""
-        layout = part.layout
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="apel-mysql-")  # mode 0700
         path = os.path.join(self._tmpdir, "rows.tsv")
-        text = layout.text_columns
-        fields = [_tsv_column(values, column in text) for column, values in zip(layout.columns, part.columns)]
+        fields = [_tsv_column(values, column in text) for column, values in zip(columns, data)]
         with open(path, "w", encoding="utf-8", newline="") as out:
             out.write("\n".join(map("\t".join, zip(*fields))))
             out.write("\n")
         sql = (
-            f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {layout.table} CHARACTER SET utf8mb4"
+            f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} CHARACTER SET utf8mb4"
             " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-            f" ({', '.join(layout.columns)})"
+            f" ({', '.join(columns)})"
         )
         cur.execute(sql, (path,))
 

@@ -15,6 +15,13 @@ records without their bookkeeping, whatever runs concurrently.
   and for *every stored record of the same VMs*: a VM's record feeds the delta of its
   next record, which may be in a later month or, after a replace, at another site.
 
+The MySQL backend works column-wise instead (:func:`summary_keys`,
+:func:`replaced_job_keys`): one locking read of the stored jobs a message is about to
+replace, then every key in one bulk insert. A message of 1,000 jobs usually feeds far
+fewer HSS rows, so keys are written once per message, not once per record; the key of a
+replaced job is written only when it is not among the message's own keys (a reload of
+the same jobs adds nothing beyond the message's keys).
+
 Both tables only ever get plain inserts (auto-increment ids, no unique key), so
 concurrent loaders never wait on each other here. The summariser deletes exactly the
 ids it has processed, so rows committed while it runs stay for the next run.
@@ -27,6 +34,8 @@ ids it has processed, so rows committed while it runs stay for the next run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 from apel.db.backend import Transaction
@@ -37,6 +46,8 @@ KEY_COLUMNS = (
     "SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID", "SubmitHostID",
     "Infrastructure", "ServiceLevelType", "ServiceLevel", "NodeCount", "Processors",
 )
+# The text columns among them (the others are numbers).
+KEY_TEXT_COLUMNS = frozenset({"Infrastructure", "ServiceLevelType"})
 # The columns of each source table that make up the HSS key, in KEY_COLUMNS order
 # (None: a constant 0, the ServiceLevel of a normalised summary's HSS row).
 _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
@@ -52,8 +63,8 @@ _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
 }
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
 _CHUNK = 500
-# Up to this many distinct keys per message are sent as parameters (see after_write).
-_FEW_KEYS = 100
+# Job ids per locking read of replaced_job_keys (each one a parameter).
+_IDS_PER_READ = 2000
 
 
 def _insert_keys(mark: str) -> str:
@@ -77,16 +88,9 @@ def after_write(
 ) -> None:
     """Record the HSS keys (or cloud site-months) of the rows just written."""
     if record_type in _SOURCE_KEYS:
-        positions = [None if c is None else columns.index(c) for c in _SOURCE_KEYS[record_type]]
-        keys = {tuple(0 if p is None else row[p] for p in positions) for row in rows}
-        if record_type == model.JOB and mark != "?" and len(keys) > _FEW_KEYS:
-            # Jobs with many distinct keys, on a server: read the keys back from the rows
-            # just written (one statement per site, the job ids as parameters) instead of
-            # sending 13 parameters per key; PyMySQL's client-side escaping of those would
-            # double the load time of such a message.
-            _old_job_keys(tx, "mysql", mark, columns, rows)
-        elif keys:
-            tx.executemany(_insert_keys(mark), sorted(keys, key=repr))
+        keys = summary_keys(record_type, columns, list(zip(*rows)) if rows else [[] for _ in columns])
+        if keys:
+            tx.executemany(_insert_keys(mark), keys)
     elif record_type == model.CLOUD:
         positions = [columns.index(c) for c in _CLOUD_KEY]
         months = {tuple(row[p] for p in positions) for row in rows}
@@ -97,7 +101,102 @@ def after_write(
             )
 
 
-def _old_job_keys(  # also reads the new rows back, see after_write
+def summary_keys(
+    record_type: str, columns: Sequence[str], data: Sequence[Sequence[Any]]
+) -> list[tuple]:
+    """The distinct HSS keys (in KEY_COLUMNS order, first occurrence first) of rows given
+    column by column (``data[i]`` holds the values of ``columns[i]``, ids substituted);
+    none for a record type that feeds no HSS row."""
+    sources = _SOURCE_KEYS.get(record_type)
+    if sources is None or not data or not data[0]:
+        return []
+    count = len(data[0])
+    key_columns = [repeat(0, count) if c is None else data[columns.index(c)] for c in sources]
+    return list(dict.fromkeys(zip(*key_columns)))
+
+
+def replaced_job_keys(
+    tx: Transaction, mark: str, columns: Sequence[str], data: Sequence[Sequence[Any]],
+    new_keys: Sequence[tuple],
+) -> list[tuple]:
+    """The keys of stored jobs the rows may replace that are not among ``new_keys``.
+
+    MySQL/MariaDB, before the rows are written. One locking read per 2,000 job ids (a
+    range of primary-key lookups per site): it sees rows other loaders committed after
+    this transaction's snapshot and keeps them from changing until this one commits, so
+    a concurrent load of the same jobs cannot slip in between. The server returns the
+    distinct stored keys as one text (see :data:`_KEY_TEXT`): a reload of 1,000 jobs
+    costs one value to read, not 13,000. Stored rows with the same LocalJobId but
+    another EndTime also match, and their keys are recorded too, which is harmless; so
+    is a key that equals a new one under the collation but not byte for byte.
+    """
+    site_at, job_at = columns.index("SiteID"), columns.index("LocalJobId")
+    by_site: dict[Any, dict[str, None]] = {}
+    for site, job_id in zip(data[site_at], data[job_at]):
+        by_site.setdefault(site, {})[job_id] = None
+    select = f"SELECT GROUP_CONCAT(DISTINCT {_KEY_TEXT} SEPARATOR ' ') FROM JobRecords WHERE "
+    terms: list[str] = []
+    params: list[Any] = []
+    stored: set[str] = set()
+
+    def read() -> None:
+        ((found,),) = tx.query(select + " OR ".join(terms) + " FOR UPDATE", params)
+        if found:
+            stored.update((found.decode("ascii") if isinstance(found, bytes) else found).split(" "))
+        terms.clear()
+        params.clear()
+
+    for site, job_ids in by_site.items():
+        ids = list(job_ids)
+        for start in range(0, len(ids), _IDS_PER_READ):
+            chunk = ids[start:start + _IDS_PER_READ]
+            if params and len(params) + len(chunk) > _IDS_PER_READ:
+                read()
+            terms.append(f"(SiteID = {mark} AND LocalJobId IN ({', '.join([mark] * len(chunk))}))")
+            params.append(site)
+            params.extend(chunk)
+    if terms:
+        read()
+    if not stored:
+        return []
+    stored.difference_update(_key_texts(new_keys))
+    return [_key_from_text(text) for text in sorted(stored)]
+
+
+# A job's HSS key as one text, unambiguously: numbers as MySQL prints them (ServiceLevel
+# with its 3 decimals), the two text columns in hexadecimal (so no separator can occur).
+_KEY_TEXT = "CONCAT_WS(',', {})".format(", ".join(
+    f"HEX({column})" if column in ("InfrastructureType", "ServiceLevelType") else column
+    for column in _SOURCE_KEYS[model.JOB]
+))
+_KEY_TEXT_AT = (8, 9)  # positions of the text columns in a key
+_KEY_DECIMAL_AT = 10  # ServiceLevel
+
+
+def _key_texts(keys: Sequence[tuple]) -> set[str]:
+    """:data:`_KEY_TEXT` of keys built in Python, column by column (few distinct values)."""
+    texts = []
+    for position, values in enumerate(zip(*keys)):
+        encode = _hex if position in _KEY_TEXT_AT else str
+        text_of = {value: encode(value) for value in set(values)}
+        texts.append(map(text_of.__getitem__, values))
+    return set(map(",".join, zip(*texts)))
+
+
+def _hex(value: str) -> str:
+    return value.encode("utf-8").hex().upper()
+
+
+def _key_from_text(text: str) -> tuple:
+    parts = text.split(",")
+    return tuple(
+        bytes.fromhex(part).decode("utf-8") if position in _KEY_TEXT_AT
+        else Decimal(part) if position == _KEY_DECIMAL_AT else int(part)
+        for position, part in enumerate(parts)
+    )
+
+
+def _old_job_keys(
     tx: Transaction, dialect: str, mark: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     site, job_id, end = (columns.index(c) for c in ("SiteID", "LocalJobId", "EndTime"))
@@ -106,11 +205,19 @@ def _old_job_keys(  # also reads the new rows back, see after_write
         f" SELECT {', '.join(_SOURCE_KEYS[model.JOB])} FROM JobRecords"
     )
     if dialect == "sqlite":
-        # in-process: one indexed probe per record is cheap, and matches the PK exactly
+        # in-process: one indexed probe per record is cheap, and matches the PK exactly.
+        # A stored row whose key equals (byte for byte) the key of the row replacing it
+        # needs no entry of its own: after_write records that key.
+        keys = _SOURCE_KEYS[model.JOB]
+        positions = [columns.index(c) for c in keys]
+        same = " AND ".join(
+            f"{c} = ? COLLATE BINARY" if c in ("InfrastructureType", "ServiceLevelType") else f"{c} = ?"
+            for c in keys
+        )
         tx.executemany(
             select + " WHERE SiteID = ? AND rtrim(LocalJobId, ' ') = rtrim(?, ' ') COLLATE NOCASE"
-            " AND EndTime = ?",
-            [(row[site], row[job_id], row[end]) for row in rows],
+            f" AND EndTime = ? AND NOT ({same})",
+            [(row[site], row[job_id], row[end], *(row[p] for p in positions)) for row in rows],
         )
         return
     # one statement per site and chunk: a range of PK (SiteID, LocalJobId) lookups. Rows
