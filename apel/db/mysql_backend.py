@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from decimal import Decimal
+from itertools import repeat
 from typing import Any, Optional
 
 import pymysql
@@ -487,25 +487,29 @@ class MySQLBackend(Backend):
 
 # LOAD DATA's escapes (FIELDS ESCAPED BY '\\'): \\ \t \n \r \0 are the characters, \N is NULL.
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
-_NoneType = type(None)
 
 
 def _tsv_column(values: list[Any], text: bool) -> list[str]:
     """One column as LOAD DATA fields, converting a whole column per pass (like rows.py)."""
     if text:  # never NULL: a null string is 'None'
         joined = "".join(values)
-        if any(c in joined for c in "\\\t\n\r\0"):
+        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined or "\0" in joined:
             return [value.translate(_TSV_ESCAPES) for value in values]
         return values
-    types = set(map(type, values))
-    if types == {int}:
+    distinct = set(values)
+    if len(distinct) > _FEW and None not in distinct:
+        if set(map(type, distinct)) == {_dt.datetime}:  # rows.py leaves no microseconds
+            return list(map(_dt.datetime.isoformat, values, repeat(" ")))
         return list(map(str, values))
-    if _dt.datetime in types:
-        return ["\\N" if value is None else value.isoformat(" ") for value in values]
-    if Decimal in types:
-        text_of = {value: "\\N" if value is None else str(value) for value in set(values)}
-        return [text_of[value] for value in values]
-    return ["\\N" if value is None else str(value) for value in values]
+    # few distinct values (lookup ids, counts, benchmarks): format each once
+    text_of = dict(zip(distinct, map(str, distinct)))
+    if None in text_of:
+        text_of[None] = "\\N"
+    return list(map(text_of.__getitem__, values))
+
+
+# Above this many distinct values in a column, formatting every value is cheaper than a table.
+_FEW = 100
 
 
 def _substitute(part: _rows.TableData, ids: dict[str, dict[str, int]]) -> None:
