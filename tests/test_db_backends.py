@@ -211,7 +211,14 @@ def test_pending_keys_once_per_message_plus_the_keys_replaced_jobs_leave(writer)
     moved = [job(LocalJobId="J0 ", NodeCount=2), job(LocalJobId="new", NodeCount=3)]
     writer.load_message(message("job", moved), PUBLISHER)
     assert keys() == [("HEPSPEC", 10.5, 1), ("HEPSPEC", 10.5, 2), ("HEPSPEC", 10.5, 3)]
+    writer.query("DELETE FROM PendingSummaryKeys")
+    # MySQL now reads the stored keys first (the last message replaced jobs)
+    back = [job(LocalJobId="j0"), job(LocalJobId="new", NodeCount=3, WallDuration=1)]
+    writer.load_message(message("job", back), PUBLISHER)
+    assert keys() == [("HEPSPEC", 10.5, 1), ("HEPSPEC", 10.5, 2), ("HEPSPEC", 10.5, 3)]
     assert count(writer, "JobRecords") == 7
+    assert writer.query("SELECT NodeCount, WallDuration FROM JobRecords WHERE LocalJobId IN ('j0', 'new')"
+                        " ORDER BY NodeCount") == [(1, 3600), (3, 1)]
 
 
 def test_duplicate_within_one_message_the_later_record_wins(writer):

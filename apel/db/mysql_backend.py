@@ -196,6 +196,8 @@ class MySQLBackend(Backend):
         self._tmpdir: Optional[str] = None
         self._known: dict[str, dict[str, int]] = {}  # committed lookup ids, per table
         self._conn: Optional[pymysql.connections.Connection] = None
+        # whether the last job message replaced stored jobs (see _write_part)
+        self._expect_replaced = False
 
     # -- connection ---------------------------------------------------------------------
 
@@ -422,36 +424,55 @@ class MySQLBackend(Backend):
     def _write_part(self, tx: _MySQLTransaction, part: _rows.TableData) -> None:
         """One table's rows and the summariser's bookkeeping for them (apel.db.pending).
 
-        Jobs and (normalised) summaries: the keys of replaced jobs that the message does
-        not feed itself are read first (one locking read), then the rows and the distinct
-        keys go in with one bulk statement each. Other types use pending's generic hooks.
+        Jobs and (normalised) summaries: the rows, then their distinct HSS keys, each with
+        one bulk statement. A job that replaces a stored one may leave the stored job's
+        key behind, which must be recorded too (pending.replaced_job_keys, one locking
+        read before the rows are written). Most messages replace nothing, so unless the
+        previous job message did replace, the rows go in first, after a savepoint: the
+        write's row count says whether anything was replaced (a REPLACE counts each
+        replaced row twice), and only then is the write undone, the stored keys read and
+        the rows written again. Other types use pending's generic hooks.
         """
         layout = part.layout
         record_type = layout.record_type
+        cur = tx._cur
         keys = pending.summary_keys(record_type, layout.columns, part.columns)
-        if keys:
-            if record_type == model.JOB:
-                keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
-            self._write(tx._cur, layout.table, layout.columns, layout.text_columns, part.columns)
-            # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
-            key_columns = [list(values) for values in zip(*keys)]
-            self._write(tx._cur, "PendingSummaryKeys", pending.KEY_COLUMNS, pending.KEY_TEXT_COLUMNS,
-                        key_columns)
+        if not keys:
+            table_rows = part.rows()
+            pending.before_write(tx, self.name, self.placeholder, record_type, layout.columns, table_rows)
+            self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
+            pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
             return
-        table_rows = part.rows()
-        pending.before_write(tx, self.name, self.placeholder, record_type, layout.columns, table_rows)
-        self._write(tx._cur, layout.table, layout.columns, layout.text_columns, part.columns)
-        pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
+        if record_type != model.JOB:  # summary keys are primary keys: a replaced row has the same
+            self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
+        elif self._expect_replaced:
+            keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
+            changed = self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
+            self._expect_replaced = changed > len(part)
+        else:
+            cur.execute("SAVEPOINT apel_jobs")
+            changed = self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
+            if changed > len(part):
+                # InnoDB keeps the row locks taken since the savepoint: nobody can change
+                # these jobs before the locking read below
+                cur.execute("ROLLBACK TO SAVEPOINT apel_jobs")
+                keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
+                self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns, again=True)
+                self._expect_replaced = True
+        # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
+        key_columns = [list(values) for values in zip(*keys)]
+        self._write(cur, "PendingSummaryKeys", pending.KEY_COLUMNS, pending.KEY_TEXT_COLUMNS, key_columns)
 
     def _write(
         self, cur: pymysql.cursors.Cursor, table: str, columns: Sequence[str], text: frozenset[str],
-        data: list[list[Any]],
-    ) -> None:
-        """Rows given column by column into ``table`` (REPLACE): LOAD DATA, else multi-row VALUES."""
+        data: list[list[Any]], again: bool = False,
+    ) -> int:
+        """Rows given column by column into ``table`` (REPLACE): LOAD DATA, else multi-row
+        VALUES. Returns the server's count of changed rows (a replaced row counts twice).
+        ``again``: the same rows as the previous call (its bulk-load file is reused)."""
         if self._local_infile:
             try:
-                self._load_data(cur, table, columns, text, data)
-                return
+                return self._load_data(cur, table, columns, text, None if again else data)
             except OSError as exc:  # the loader host's disk, not the message
                 raise DatabaseUnavailable(f"cannot write the bulk-load file: {exc}") from exc
             except pymysql.err.OperationalError as exc:
@@ -463,26 +484,28 @@ class MySQLBackend(Backend):
         names = ", ".join(columns)
         marks = ", ".join(["%s"] * len(columns))
         sql = f"REPLACE INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - fixed names
-        cur.executemany(sql, list(zip(*data)))
+        return cur.executemany(sql, list(zip(*data))) or 0
 
     def _load_data(
         self, cur: pymysql.cursors.Cursor, table: str, columns: Sequence[str], text: frozenset[str],
-        data: list[list[Any]],
-    ) -> None:
-        """Stream the rows as a TSV file that LOAD DATA reads back exactly (see _tsv_column)."""
+        data: Optional[list[list[Any]]],
+    ) -> int:
+        """Stream the rows as a TSV file that LOAD DATA reads back exactly (see _tsv_column);
+        ``data`` None: load the file written last time again."""
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="apel-mysql-")  # mode 0700
         path = os.path.join(self._tmpdir, "rows.tsv")
-        fields = [_tsv_column(values, column in text) for column, values in zip(columns, data)]
-        with open(path, "w", encoding="utf-8", newline="") as out:
-            out.write("\n".join(map("\t".join, zip(*fields))))
-            out.write("\n")
+        if data is not None:
+            fields = [_tsv_column(values, column in text) for column, values in zip(columns, data)]
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                out.write("\n".join(map("\t".join, zip(*fields))))
+                out.write("\n")
         sql = (
             f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} CHARACTER SET utf8mb4"
             " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
             f" ({', '.join(columns)})"
         )
-        cur.execute(sql, (path,))
+        return cur.execute(sql, (path,))
 
 
 # LOAD DATA's escapes (FIELDS ESCAPED BY '\\'): \\ \t \n \r \0 are the characters, \N is NULL.
