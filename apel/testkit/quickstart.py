@@ -29,7 +29,7 @@ from apel.db import DatabaseUnavailable, StorageError, load_backend
 from apel.records import render_message
 from apel.records.model import CLOUD, JOB, SUMMARY, Record
 from apel.samples import cloud_records, job_records, summary_records
-from apel.testkit.pki import TestPKI
+from apel.testkit.pki import Identity, TestPKI
 from apel.testkit.services import ActiveMQ, MariaDB
 
 BIN = os.path.dirname(sys.executable)
@@ -84,7 +84,6 @@ class Quickstart:
         self.pki = TestPKI(os.path.join(self.workdir, "pki"))
         self.site = self.pki.host("site", cn="site.example.org")
         self.server = self.pki.host("server", cn="accounting.example.org")
-        _write(self.etc("dns"), f"# Hosts allowed to publish accounting data\n{self.site.dn}\n", 0o644)
 
     def etc(self, name: str) -> str:
         return os.path.join(self.workdir, "etc", name)
@@ -108,27 +107,43 @@ class Quickstart:
             service.stop()
         self.services.clear()
 
-    def write_configs(self) -> None:
-        log = self.logs
-        certs = f"certificate: {{cert}}\nkey: {{key}}\ncapath: {self.pki.capath}\n"
-        logging = "[logging]\nlogfile: {log}\nlevel: INFO\nconsole: false\n"
+    def _logging(self, name: str) -> str:
+        return f"[logging]\nlogfile: {self.logs}/{name}.log\nlevel: INFO\nconsole: false\n"
+
+    def write_hop(
+        self, prefix: str, sender: Identity, receiver: Identity, outgoing: str, spool: str, destination: str
+    ) -> None:
+        """sender.cfg, receiver.cfg and dns (each named with ``prefix``) for one SSM hop:
+        ``sender`` signs and encrypts for ``receiver``, which accepts only ``sender``."""
         broker = f"[broker]\nhost: localhost\nport: {self.broker.ssl_port}\nuse_ssl: true\n"
-        _write(self.etc("sender.cfg"), (
-            "[sender]\nprotocol: STOMP\n" + broker
-            + "[certificates]\n" + certs.format(cert=self.site.cert_path, key=self.site.key_path)
-            + f"server_cert: {self.server.cert_path}\nverify_server_cert: true\n"
-            + f"[messaging]\ndestination: {DESTINATION}\n"
-            + f"path: {self.workdir}/site/outgoing\npath_type: dirq\n"
-            + logging.format(log=f"{log}/ssmsend.log")
+
+        def certificates(identity: Identity) -> str:
+            return (f"[certificates]\ncertificate: {identity.cert_path}\nkey: {identity.key_path}\n"
+                    f"capath: {self.pki.capath}\n")
+
+        _write(self.etc(f"{prefix}dns"), f"# Hosts allowed to publish accounting data\n{sender.dn}\n", 0o644)
+        _write(self.etc(f"{prefix}sender.cfg"), (
+            "[sender]\nprotocol: STOMP\n" + broker + certificates(sender)
+            + f"server_cert: {receiver.cert_path}\nverify_server_cert: true\n"
+            + f"[messaging]\ndestination: {destination}\npath: {self.workdir}/{outgoing}\npath_type: dirq\n"
+            + self._logging(f"{prefix}ssmsend")
         ))
-        _write(self.etc("receiver.cfg"), (
-            "[receiver]\nprotocol: STOMP\n" + broker
-            + "[certificates]\n" + certs.format(cert=self.server.cert_path, key=self.server.key_path)
-            + "check_crls: true\n"
-            + f"[messaging]\ndestination: {DESTINATION}\npath: {self.workdir}/server/spool\n"
-            + logging.format(log=f"{log}/ssmreceive.log")
-            + f"[daemon]\npidfile: {self.workdir}/run/ssmreceive.pid\n"
+        _write(self.etc(f"{prefix}receiver.cfg"), (
+            "[receiver]\nprotocol: STOMP\n" + broker + certificates(receiver) + "check_crls: true\n"
+            + f"[messaging]\ndestination: {destination}\npath: {self.workdir}/{spool}\n"
+            + self._logging(f"{prefix}ssmreceive")
+            + f"[daemon]\npidfile: {self.workdir}/run/{prefix}ssmreceive.pid\n"
         ))
+
+    def write_loader(self, prefix: str, spool: str) -> None:
+        _write(self.etc(f"{prefix}loader.cfg"), (
+            f"[loader]\nmsgpath: {self.workdir}/{spool}\npidfile: {self.workdir}/run/{prefix}loader.pid\n"
+            "interval: 1\nsave_messages: false\n" + self._logging(f"{prefix}loader")
+        ))
+
+    def write_configs(self) -> None:
+        self.write_hop("", self.site, self.server, "site/outgoing", "server/spool", DESTINATION)
+        self.write_loader("", "server/spool")
         for kind in ("cpu", "cloud"):
             if self.use_mariadb:
                 db = (f"[db]\nbackend: mysql\nhostname: 127.0.0.1\nport: {self.mariadb.port}\nname: apel\n"
@@ -136,20 +151,16 @@ class Quickstart:
             else:
                 db = f"[db]\nbackend: sqlite\nname: {self.workdir}/server/apel.sqlite\ntype: {kind}\n"
             _write(self.etc(f"db-{kind}.cfg"), db)
-        _write(self.etc("loader.cfg"), (
-            f"[loader]\nmsgpath: {self.workdir}/server/spool\npidfile: {self.workdir}/run/loader.pid\n"
-            "interval: 1\nsave_messages: false\n" + logging.format(log=f"{log}/loader.log")
-        ))
         _write(self.etc("summariser.cfg"), (
             f"[summariser]\npidfile: {self.workdir}/run/summariser.pid\n"
-            + logging.format(log=f"{log}/summariser.log")
+            + self._logging("summariser")
         ))
         for view in ("VSuperSummaries", "VCloudSummaries"):
             _write(self.etc(f"unloader-{view}.cfg"), (
                 f"[unloader]\ndir_location: {self.workdir}/server\ntable_name: {view}\n"
                 "interval: all\nrecords_per_message: 1000\nlocal_jobs: true\nwithhold_dns: false\n"
                 "dict_benchmark_type: false\nsend_ur: false\n"
-                + logging.format(log=f"{log}/unloader.log")
+                + self._logging("unloader")
             ))
 
     def create_database(self) -> None:
@@ -179,33 +190,37 @@ class Quickstart:
         print(f"  queued {messages} messages ({records} records) in {self.workdir}/site/outgoing")
         return messages
 
-    def send_and_receive(self, expected: int) -> None:
+    def send_and_receive(self, expected: int, prefix: str = "", spool: str = "server/spool") -> None:
+        """Run the hop ``prefix`` (see write_hop) until ``expected`` messages are in ``spool``."""
         receiver = subprocess.Popen(
-            [f"{BIN}/ssmreceive", "-c", self.etc("receiver.cfg"), "-d", self.etc("dns"), "--foreground"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [f"{BIN}/ssmreceive", "-c", self.etc(f"{prefix}receiver.cfg"), "-d", self.etc(f"{prefix}dns"),
+             "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+        receive_log = f"{self.logs}/{prefix}ssmreceive.log"
         try:
-            _run("ssmsend (sign, encrypt, send)", [f"{BIN}/ssmsend", "-c", self.etc("sender.cfg")],
-                 f"{self.logs}/ssmsend.log")
+            send = [f"{BIN}/ssmsend", "-c", self.etc(f"{prefix}sender.cfg")]
+            _run(f"{prefix}ssmsend (sign, encrypt, send)", send, f"{self.logs}/{prefix}ssmsend.log")
             started = time.monotonic()
-            while self._count("server/spool/incoming") + self._count("server/spool/reject") < expected:
+            while self.count(f"{spool}/incoming") + self.count(f"{spool}/reject") < expected:
                 if receiver.poll() is not None:
-                    raise QuickstartError(f"ssmreceive stopped; see {self.logs}/ssmreceive.log")
+                    raise QuickstartError(f"ssmreceive stopped; see {receive_log}")
                 if time.monotonic() - started > 120:
-                    raise QuickstartError(f"messages did not all arrive; see {self.logs}/ssmreceive.log")
+                    raise QuickstartError(f"messages did not all arrive; see {receive_log}")
                 time.sleep(0.2)
-            print(f"  {'ssmreceive (decrypt, verify, store)':<42} ok  {time.monotonic() - started:5.1f} s")
+            print(f"  {prefix + 'ssmreceive (decrypt, verify, store)':<42} ok  "
+                  f"{time.monotonic() - started:5.1f} s")
         finally:
             receiver.send_signal(signal.SIGTERM)
             try:
                 receiver.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 receiver.kill()
-        rejected = self._count("server/spool/reject")
+        rejected = self.count(f"{spool}/reject")
         if rejected:
-            raise QuickstartError(f"{rejected} messages rejected; see {self.workdir}/server/spool/reject")
+            raise QuickstartError(f"{rejected} messages rejected; see {self.workdir}/{spool}/reject")
 
-    def _count(self, relative: str) -> int:
+    def count(self, relative: str) -> int:
+        """Elements in the dirq below ``relative`` (a QueueSimple or a Queue)."""
         path = os.path.join(self.workdir, relative)
         if not os.path.isdir(path):
             return 0
@@ -260,7 +275,7 @@ class Quickstart:
         for site, vo, year, month, vms, wall in clouds:
             print(f"{site:<24} {vo:<16} {year:04d}-{month:02d} {int(vms):>8} {int(wall or 0) / 3600:>12.1f}")
         print()
-        published = self._count("server/outgoing")
+        published = self.count("server/outgoing")
         print(f"Published for the portal: {published} messages in {self.workdir}/server/outgoing")
         print(f"Configs: {self.workdir}/etc   Logs: {self.logs}")
 
