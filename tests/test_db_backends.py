@@ -221,6 +221,26 @@ def test_pending_keys_once_per_message_plus_the_keys_replaced_jobs_leave(writer)
                         " ORDER BY NodeCount") == [(1, 3600), (3, 1)]
 
 
+def test_every_key_a_replaced_job_leaves_is_recorded_in_large_messages(backend):
+    """More replaced jobs than one locking read covers, each with its own key and long
+    text in the key (MySQL reads the stored keys as one text per 1,000 jobs)."""
+    level_type = "HEPscore23-" + "x" * 39  # 50 characters, the column's maximum
+    jobs = [job(LocalJobId=f"big{n}", ServiceLevelType=level_type, ServiceLevel=n / 1000,
+                Site=f"SITE-{n % 3}") for n in range(1500)]
+    backend.load_message(message("job", jobs), PUBLISHER)
+    backend.query("DELETE FROM PendingSummaryKeys")
+    moved = [{**record, "NodeCount": 2} for record in jobs]
+    backend.load_message(message("job", moved), PUBLISHER)
+    found = backend.query("SELECT NodeCount, COUNT(*), COUNT(DISTINCT ServiceLevel), MIN(ServiceLevelType)"
+                          " FROM PendingSummaryKeys GROUP BY NodeCount ORDER BY NodeCount")
+    assert found == [(1, 1500, 1500, level_type), (2, 1500, 1500, level_type)]
+    if backend.name == "mysql":
+        from apel.db import pending
+
+        (limit,), = backend.query("SELECT @@SESSION.group_concat_max_len")
+        assert limit >= pending.IDS_PER_READ * 1000
+
+
 def test_duplicate_within_one_message_the_later_record_wins(writer):
     records = [job(WallDuration=1), job(WallDuration=2), job(LocalJobId="12345.BATCH", WallDuration=3)]
     assert writer.load_message(message("job", records), PUBLISHER) == 3

@@ -53,6 +53,9 @@ SQL_MODE = (
     "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 )
 COLLATION = "utf8mb4_general_ci"
+# Room for the longest text apel.db.pending.replaced_job_keys reads (1,000 distinct keys
+# of at most ~700 characters); the server's default of 1 MB would cut it short.
+GROUP_CONCAT_MAX_LEN = 4 * 1024 * 1024
 
 # Server conditions that are nobody's fault in the message: retry later.
 _UNAVAILABLE_CODES = frozenset({
@@ -136,7 +139,10 @@ def _open(args: Mapping[str, Any], local_infile: bool = False) -> pymysql.connec
     try:
         return pymysql.connect(
             charset="utf8mb4", collation=COLLATION, autocommit=True, local_infile=local_infile,
-            init_command=f"SET SESSION sql_mode = '{SQL_MODE}', time_zone = '+00:00'",
+            init_command=(
+                f"SET SESSION sql_mode = '{SQL_MODE}', time_zone = '+00:00',"
+                f" group_concat_max_len = {GROUP_CONCAT_MAX_LEN}"
+            ),
             **args,
         )
     except pymysql.Error as exc:

@@ -63,8 +63,10 @@ _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
 }
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
 _CHUNK = 500
-# Job ids per locking read of replaced_job_keys (each one a parameter).
-_IDS_PER_READ = 2000
+# Job ids per locking read of replaced_job_keys (each one a parameter). The read returns
+# one text of at most this many keys, ~700 characters each at worst (long text columns in
+# hexadecimal): the MySQL backend's session allows GROUP_CONCAT 4 MB.
+IDS_PER_READ = 1000
 
 
 def _insert_keys(mark: str) -> str:
@@ -121,7 +123,7 @@ def replaced_job_keys(
 ) -> list[tuple]:
     """The keys of stored jobs the rows may replace that are not among ``new_keys``.
 
-    MySQL/MariaDB, before the rows are written. One locking read per 2,000 job ids (a
+    MySQL/MariaDB, before the rows are written. One locking read per 1,000 job ids (a
     range of primary-key lookups per site): it sees rows other loaders committed after
     this transaction's snapshot and keeps them from changing until this one commits, so
     a concurrent load of the same jobs cannot slip in between. The server returns the
@@ -148,9 +150,9 @@ def replaced_job_keys(
 
     for site, job_ids in by_site.items():
         ids = list(job_ids)
-        for start in range(0, len(ids), _IDS_PER_READ):
-            chunk = ids[start:start + _IDS_PER_READ]
-            if params and len(params) + len(chunk) > _IDS_PER_READ:
+        for start in range(0, len(ids), IDS_PER_READ):
+            chunk = ids[start:start + IDS_PER_READ]
+            if params and len(params) + len(chunk) > IDS_PER_READ:
                 read()
             terms.append(f"(SiteID = {mark} AND LocalJobId IN ({', '.join([mark] * len(chunk))}))")
             params.append(site)
