@@ -12,6 +12,17 @@ mostly because PyMySQL escapes every value in Python. Values are never part of t
 SQL text on either path. The session runs in strict SQL mode, so LOAD DATA refuses
 bad values (error, not warning); rows.py has already checked them anyway.
 
+A job message of 1,000 records, lookups cached, is BEGIN, SAVEPOINT, LOAD DATA into
+JobRecords, LOAD DATA of its distinct summariser keys into PendingSummaryKeys, COMMIT;
+one locking read more where stored jobs are replaced (see ``_write_part``). A lost
+connection shows on BEGIN (reconnect once) rather than through a ping per message.
+The server's work then dominates: on MariaDB the LOAD DATA into JobRecords (four
+indexes, all used by the summariser or the unloader) and the COMMIT's log flush. The
+code needs no server tuning; for a busy central loader, an InnoDB buffer pool that holds
+JobRecords' indexes and a redo log of a few hundred MB help (the test kit uses 256 MB
+each); ``innodb_flush_log_at_trx_commit = 1`` (the default) keeps each committed
+message durable and should stay.
+
 Settings (``[db]`` of db.cfg): hostname, port (3306), name, username, password,
 optional socket, connect_timeout (s) and ``local_infile`` (yes/no, default yes;
 ``no`` also keeps PyMySQL from honouring the server's file requests at all).
