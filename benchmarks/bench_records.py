@@ -99,21 +99,25 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    lines = ["| message | records | parse records/s | parse µs/record (CPU) | render records/s "
+             "| render µs/record (CPU) | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['case']} | {row['records']:,} | {row['parse_records_per_s']:,.0f} "
+                     f"| {row['parse_us_per_record']:.2f} ({row['parse_cpu_us_per_record']:.2f}) "
+                     f"| {row['render_records_per_s']:,.0f} "
+                     f"| {row['render_us_per_record']:.2f} ({row['render_cpu_us_per_record']:.2f}) "
+                     f"| {row['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Print the Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer records and repetitions")
     args = parser.parse_args()
-    rows = run(quick=args.quick)
-    print("| message | records | parse records/s | parse µs/record (CPU) | render records/s "
-          "| render µs/record (CPU) | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['case']} | {row['records']:,} | {row['parse_records_per_s']:,.0f} "
-              f"| {row['parse_us_per_record']:.2f} ({row['parse_cpu_us_per_record']:.2f}) "
-              f"| {row['render_records_per_s']:,.0f} "
-              f"| {row['render_us_per_record']:.2f} ({row['render_cpu_us_per_record']:.2f}) "
-              f"| {row['peak_rss_mb']:.0f} |")
+    print(table(run(quick=args.quick)))
 
 
 if __name__ == "__main__":
