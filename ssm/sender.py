@@ -12,7 +12,9 @@ Compared with the existing SSM (spec §4, §12):
 * messages are signed ahead of the send window in a separate thread (or a pool of
   processes, ``sign_workers``), so signing and the network overlap;
 * every crypto step is checked: an empty, unreadable (not UTF-8), unsignable or
-  oversized message is reported and left in place, never sent empty or unsigned.
+  oversized APEL text message is split at record boundaries into messages that fit
+  (the header repeated), and one that cannot be split to fit is reported and left in
+  place; nothing is ever sent empty or unsigned.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Optional
 from ssm.brokers import Broker
 from ssm.cli import FatalError
 from ssm.queues import OutgoingQueue
+from ssm.split import split_message
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class Sender:
         self._stop_preparing = False
         self._problems: list[str] = []
         self._locked_elsewhere = 0
+        self._split_extra = 0  # messages added to the queue by splitting, beyond the originals
         self._link: Optional[StompLink] = None
         self.sent = 0
 
@@ -133,15 +137,59 @@ class Sender:
             return self._set_aside(name, "is empty")
         return text
 
-    def _finish(self, name: str, body: Optional[str], problem: str) -> Optional[_Prepared]:
+    def _finish(self, name: str, text: str, body: Optional[str], problem: str) -> list[_Prepared]:
         if body is None:
-            return self._set_aside(name, problem)
+            self._set_aside(name, problem)
+            return []
         size = len(body.encode("utf-8"))
-        if self.options.max_message_size and size > self.options.max_message_size:
-            return self._set_aside(
-                name, f"is {size} bytes once signed, over max_message_size {self.options.max_message_size}"
-            )
-        return _Prepared(name, body)
+        limit = self.options.max_message_size
+        if limit and size > limit:
+            return self._split(name, text, size)
+        return [_Prepared(name, body)]
+
+    def _split(self, name: str, text: str, size: int) -> list[_Prepared]:
+        """Replace an oversized APEL text message by smaller ones holding the same records.
+
+        The parts are queued (and the original removed) before any is sent, so the
+        queue always holds every record; a crash in between only duplicates records,
+        which the server replaces by key.
+        """
+        limit = self.options.max_message_size
+        opts = self.options
+        parts = -(-size * 5 // (limit * 4))  # aim each part at 80% of the limit
+        for _attempt in range(4):
+            texts = split_message(text, parts)
+            if texts is None:
+                break
+            signed = [sign_message(part, opts.certificate, opts.key, opts.server_cert) for part in texts]
+            failed = next((problem for body, problem in signed if body is None), None)
+            if failed:
+                self._set_aside(name, failed)
+                return []
+            if all(len(body.encode("utf-8")) <= limit for body, _ in signed):
+                return self._requeue(name, texts, [body for body, _ in signed], size)
+            if len(texts) < parts:  # one record per message and still too big
+                break
+            parts *= 2
+        self._set_aside(name, f"is {size} bytes once signed, over max_message_size {limit}, "
+                              "and cannot be split at record boundaries to fit")
+        return []
+
+    def _requeue(self, name: str, texts: list[str], bodies: list[str], size: int) -> list[_Prepared]:
+        try:
+            names = [self.queue.add(part) for part in texts]
+            for part_name in names:
+                self.queue.lock(part_name)
+            self.queue.remove(name)
+        except OSError as exc:
+            self._set_aside(name, f"is too large and its parts cannot be queued: {exc}")
+            return []
+        with self._cv:
+            self._split_extra += len(names) - 1
+        log.info("Message %s (%d bytes signed, over max_message_size %d) split at record boundaries "
+                 "into %d messages: %s", name, size, self.options.max_message_size, len(names),
+                 ", ".join(names))
+        return [_Prepared(part_name, body) for part_name, body in zip(names, bodies)]
 
     def _set_aside(self, name: str, problem: str) -> None:
         line = f"Message {name} {problem}; it stays in the queue"
@@ -160,17 +208,17 @@ class Sender:
     def _prepare_all(self, names: list[str], pool: Optional[Executor]) -> None:
         """Read and sign messages ahead of the send window, in queue order."""
         ahead = max(2 * self.options.window, 4)
-        pending: collections.deque[tuple[str, Future]] = collections.deque()
+        pending: collections.deque[tuple[str, str, Future]] = collections.deque()
         opts = self.options
 
         def collect(block: bool) -> None:
-            while pending and (block or pending[0][1].done()):
-                name, future = pending.popleft()
+            while pending and (block or pending[0][2].done()):
+                name, text, future = pending.popleft()
                 try:
                     body, problem = future.result()
                 except Exception as exc:  # a dead worker process, a pickling problem...
                     body, problem = None, f"could not be signed: {exc!r}"
-                self._publish(self._finish(name, body, problem))
+                self._publish(self._finish(name, text, body, problem))
 
         try:
             for name in names:
@@ -184,10 +232,10 @@ class Sender:
                     if text is None:
                         continue
                     if pool is None:
-                        self._publish(self._finish(name, *sign_message(
+                        self._publish(self._finish(name, text, *sign_message(
                             text, opts.certificate, opts.key, opts.server_cert)))
                     else:
-                        pending.append((name, pool.submit(
+                        pending.append((name, text, pool.submit(
                             sign_message, text, opts.certificate, opts.key, opts.server_cert)))
                         collect(block=len(pending) > 4 * getattr(pool, "_max_workers", 2))
                 except Exception as exc:  # never let one message kill the run silently
@@ -195,21 +243,20 @@ class Sender:
                     self._set_aside(name, f"failed unexpectedly: {exc}")
             collect(block=True)
         finally:
-            for name, future in pending:  # only left after a stop request
+            for name, _text, future in pending:  # only left after a stop request
                 future.cancel()
                 self._unlock(name)
             with self._cv:
                 self._prepared_all = True
                 self._cv.notify_all()
 
-    def _publish(self, item: Optional[_Prepared]) -> None:
-        if item is None:
-            return
+    def _publish(self, items: list[_Prepared]) -> None:
         with self._cv:
-            if self._stop_preparing:
-                self._unlock(item.name)
-                return
-            self._ready.append(item)
+            for item in items:
+                if self._stop_preparing:
+                    self._unlock(item.name)
+                    continue
+                self._ready.append(item)
             self._cv.notify_all()
 
     # -- broker -------------------------------------------------------------------------
@@ -285,8 +332,8 @@ class Sender:
                 log.warning("Cannot purge %s: %s", self.queue.path, exc)
         log.info("Sent %d messages.", self.sent)
         if failure:
-            raise FatalError(f"{failure}; {self.sent} sent, {len(names) - self.sent} unsent messages "
-                             "stay queued")
+            unsent = len(names) + self._split_extra - self.sent
+            raise FatalError(f"{failure}; {self.sent} sent, {unsent} unsent messages stay queued")
         if self._problems:
             first = self._problems[0]
             more = f" (and {len(self._problems) - 1} more)" if len(self._problems) > 1 else ""
