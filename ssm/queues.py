@@ -13,6 +13,7 @@ are created 0600 / directories 0700 (spec §12 items 2 and 8).
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import uuid
@@ -36,37 +37,38 @@ class QueueIOError(Exception):
     """A queue could not be opened, read or written; the message says which path."""
 
 
-class OutgoingQueue:
+class OutgoingQueue(abc.ABC):
     """What the sender needs from a queue of messages waiting to be sent."""
 
     path: str
 
+    @abc.abstractmethod
     def names(self) -> list[str]:
         """Ids of all messages, oldest first, including locked ones."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def lock(self, name: str) -> bool:
         """Take ``name`` for this run; False when another run holds it or it is gone."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def unlock(self, name: str) -> None:
-        raise NotImplementedError
+        """Release ``name`` without sending it."""
 
+    @abc.abstractmethod
     def get(self, name: str) -> bytes:
         """The raw bytes of a locked message."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove(self, name: str) -> None:
         """Delete a locked message (after the broker confirmed it)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def purge(self, maxlock: int = 600, maxtemp: int = 300) -> None:
         """Drop empty directories and stale temporary files, release stale locks."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def add(self, data: str | bytes) -> str:
         """Queue a message (for producers and tests); returns its id."""
-        raise NotImplementedError
 
     def count(self) -> int:
         return len(self.names())
