@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import zlib
 from collections.abc import Iterator
 from typing import Optional
 
@@ -60,6 +61,11 @@ def _weighted(rng: random.Random, items: tuple) -> tuple:
 def _user(rng: random.Random, vo: str) -> str:
     number = min(int(rng.paretovariate(0.6)), 399)
     return f"/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN={vo}user{number:03d}/CN=Robot: {vo} {number}"
+
+
+def _benchmark(host: str, low: float, high: float) -> float:
+    """A CE's benchmark: fixed per host (sites benchmark their node types, not each job)."""
+    return round(low + (high - low) * (zlib.crc32(host.encode()) % 1000) / 1000, 3)
 
 
 def _month_start(when: dt.datetime) -> dt.datetime:
@@ -115,7 +121,7 @@ def job_records(
             "MemoryReal": rng.randrange(500_000, 4_000_000),
             "MemoryVirtual": rng.randrange(1_000_000, 8_000_000),
             "ServiceLevelType": bench_type,
-            "ServiceLevel": round(rng.uniform(low, high), 3),
+            "ServiceLevel": _benchmark(host, low, high),
         }
 
 

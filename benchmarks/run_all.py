@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Optional
 
@@ -123,6 +126,17 @@ BENCHMARKS: dict[str, tuple[str, Callable[[list[dict]], list[Row]], str]] = {
 }
 
 
+def _run_isolated(module_name: str, quick: bool) -> list[dict]:
+    """``run()`` of a benchmark module in a fresh interpreter, so that each one's peak
+    RSS (measured with getrusage) is its own and not the largest of all before it."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as result:
+        code = (f"import json, sys; from {module_name} import run; "
+                f"json.dump(run(quick={quick!r}), open(sys.argv[1], 'w'), default=str)")
+        subprocess.run([sys.executable, "-c", code, result.name], check=True,
+                       stdout=sys.stderr, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        return json.load(result)
+
+
 def headline_table(rows: list[Row]) -> str:
     lines = ["| benchmark | measurement | ours | baseline (same run) | speed-up | peak RSS |",
              "|---|---|---:|---:|---:|---:|"]
@@ -147,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         module = importlib.import_module(module_name)
         started = time.monotonic()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows = module.run(quick=args.quick)
+        rows = _run_isolated(module_name, args.quick)
         print(f"  {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         headline += adapter(rows)
         details.append(f"### {name}\n\n{getattr(module, table_name)(rows)}\n")
