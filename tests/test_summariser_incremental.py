@@ -209,7 +209,7 @@ def test_incremental_equals_full_on_mariadb(mariadb):
     try:
         assert replay(dbs[0], dbs[1], sequence) == 4
         hss, cloud = tables(dbs[0])
-        assert len(hss) > 1500 and len(cloud) > 150
+        assert len(hss) > 1000 and len(cloud) > 150
     finally:
         for db in dbs:
             db.close()
