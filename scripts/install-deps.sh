@@ -14,6 +14,7 @@ command -v ldapsearch >/dev/null 2>&1 || need_apt+=(ldap-utils)
 [ -f /etc/ldap/schema/Glue-CORE.schema ] || need_apt+=(glue-schema)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v keytool >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+[ -x /usr/bin/time ] || need_apt+=(time)  # peak RSS of benchmarked processes
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
