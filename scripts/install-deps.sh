@@ -15,6 +15,7 @@ command -v ldapsearch >/dev/null 2>&1 || need_apt+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v keytool >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 [ -x /usr/bin/time ] || need_apt+=(time)  # peak RSS of benchmarked processes
+"${PYTHON:-python3}" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
