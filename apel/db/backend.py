@@ -85,17 +85,15 @@ class Backend(abc.ABC):
         DatabaseUnavailable for a lost or unreachable server).
         """
 
-    # Generic helpers for the summariser, the unloader and tests. They are not abstract
-    # so that a backend written against the first version of this interface still loads;
-    # such a backend simply cannot serve those tools.
+    # Generic helpers for the summariser, the unloader and tests.
 
+    @abc.abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run one read statement outside any transaction; return all rows.
 
         Datetimes come back as naive UTC ``datetime``, 3-decimal columns as ``Decimal``.
         Errors map to StorageError / DatabaseUnavailable like :meth:`load_message`.
         """
-        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no query()")
 
     def iter_query(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[list[tuple]]:
         """Run one read statement and yield its rows in lists of at most ``batch``.
@@ -109,17 +107,17 @@ class Backend(abc.ABC):
         for start in range(0, len(rows), batch):
             yield rows[start:start + batch]
 
+    @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
         """A context manager: commit if the block succeeds, roll back if it raises.
 
         Used by writers other than the loader (summariser steps, the unloader's
         LastUpdated row), so that each step is all or nothing.
         """
-        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no transaction()")
 
+    @abc.abstractmethod
     def create_schema(self) -> None:
         """Create every table and view of the accounting schema (safe to repeat)."""
-        raise NotImplementedError(f"the {self.name or type(self).__name__} backend has no create_schema()")
 
     def __enter__(self) -> Backend:
         self.connect()

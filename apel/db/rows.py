@@ -21,6 +21,7 @@ backends only resolve names to ids and write the rows.
 
 from __future__ import annotations
 
+import abc
 import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,9 +84,10 @@ class _Refused(ValueError):
 _NoneType = type(None)
 
 
-class _Converter:
-    def one(self, value: Any) -> Any:  # pragma: no cover - every kind overrides it
-        raise NotImplementedError
+class _Converter(abc.ABC):
+    @abc.abstractmethod
+    def one(self, value: Any) -> Any:
+        """Convert one value, or raise ValueError naming the problem."""
 
     def many(self, values: list[Any]) -> list[Any]:
         return [self.one(value) for value in values]
