@@ -413,7 +413,9 @@ class MySQLBackend(Backend):
                 cur.execute(f"SELECT id FROM {table} WHERE name = %s LOCK IN SHARE MODE", (name,))  # noqa: S608
                 found = cur.fetchone()
                 if found is None:
-                    raise StorageError(f"{table}: the name {name!r} could not be stored")
+                    # Not the message's fault (a concurrent loader's insert of the same name
+                    # was not visible yet): roll back and let the loader retry the message.
+                    raise DatabaseUnavailable(f"{table}: the name {name!r} is not readable yet; retrying")
                 ids[name] = found[0]
         return ids
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -317,7 +318,7 @@ class Loader:
         try:
             if self.accept is not None:
                 add_durably(self.accept, _without_error(element))
-            self.incoming.remove(name)
+            self._remove_loaded(name)
         except OSError as exc:  # committed: keep it, loading it again is harmless
             self._keep(name)
             raise _KeepMessages(str(exc), name, what="cannot update the queues") from None
@@ -329,6 +330,15 @@ class Loader:
             signer, element.get("empaid", "-"), name, count, monotonic_ms(prepared.started),
         )
         return Outcome.LOADED, records
+
+    def _remove_loaded(self, name: str) -> None:
+        """Remove a committed element. dirq first moves it out of the queue, then deletes
+        the moved copy; another loader's purge may delete that copy first, which is fine."""
+        try:
+            self.incoming.remove(name)
+        except OSError:
+            if os.path.exists(os.path.join(self.incoming.path, name)):
+                raise
 
     def _reject(self, name: str, element: dict, reason: str) -> Outcome:
         data = {"body": element.get("body", ""), "error": reason}
