@@ -36,20 +36,14 @@ import pymysql
 from dirq.queue import Queue
 
 from apel.db.schema import schema_statements
-from apel.records import parse_message
-from apel.records.model import ParsedMessage
+from apel.records import parse_message, render_message
+from apel.records.model import JOB, ParsedMessage
 from apel.samples import job_records
 from apel.testkit.services import MariaDB
 
 LOADER = os.path.join(os.path.dirname(sys.executable), "apeldbloader")
 TIME = "/usr/bin/time"  # GNU time: the loader's own peak RSS
 SIGNER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=bench-sender.example.org"
-JOB_FIELDS = (
-    "Site", "SubmitHost", "MachineName", "Queue", "LocalJobId", "LocalUserId", "GlobalUserName", "FQAN",
-    "VO", "VOGroup", "VORole", "WallDuration", "CpuDuration", "Processors", "NodeCount", "StartTime",
-    "EndTime", "InfrastructureDescription", "InfrastructureType", "MemoryReal", "MemoryVirtual",
-    "ServiceLevelType", "ServiceLevel",
-)
 PASS_LINE = re.compile(r"Pass done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
 LOOKUP_TABLES = ("Sites", "SubmitHosts", "MachineNames", "Queues", "DNs", "VOs", "VOGroups", "VORoles")
 
@@ -57,23 +51,10 @@ LOOKUP_TABLES = ("Sites", "SubmitHosts", "MachineNames", "Queues", "DNs", "VOs",
 # -- data ----------------------------------------------------------------------------
 
 
-def render_job_message(records: list[dict]) -> str:
-    """An APEL text job message (v0.3) as an APEL client sends it."""
-    lines = ["APEL-individual-job-message: v0.3"]
-    for record in records:
-        for key in JOB_FIELDS:
-            value = record[key]
-            if isinstance(value, dt.datetime):
-                value = int(value.timestamp())
-            lines.append(f"{key}: {value}")
-        lines.append("%%")
-    return "\n".join(lines)
-
-
 def make_messages(messages: int, per_message: int, seed: int = 42) -> list[str]:
     records = list(job_records(messages * per_message, seed=seed, months=6))
     return [
-        render_job_message(records[index * per_message:(index + 1) * per_message])
+        render_message(JOB, records[index * per_message:(index + 1) * per_message])
         for index in range(messages)
     ]
 
