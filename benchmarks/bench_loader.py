@@ -6,9 +6,12 @@ sites, users, VOs, FQANs, benchmarks):
 - parse only: ``apel.records.parse_message`` on every body, in this process;
 - first load and reload (all duplicates): the real ``apeldbloader --once`` console
   script over a dirq ``incoming`` queue filled as ssmreceive fills it (lock, get,
-  parse, one transaction, remove). Records/s come from the loader's own pass
-  timing ("Pass done in ..." log line, interpreter start-up excluded); the wall
-  time of the whole command is shown too, and peak RSS is the loader process's;
+  parse, one transaction, remove), once with ``workers = 1`` (one process) and once
+  with ``workers = 2`` (two loader processes, each its own connection), each into an
+  empty database. Records/s come from the loader's own timing (its "Pass done in ..."
+  or, with workers, "All 2 workers done in ..." log line; interpreter start-up
+  excluded); the wall time of the whole command is shown too, and peak RSS is the
+  largest loader process's;
 - baseline, the existing design: the same parsed messages written with one
   statement per record, ``REPLACE INTO JobRecords ... VALUES (SiteLookup(%s), ...)``
   where the lookups are stored functions that select or insert (as the existing
@@ -45,6 +48,7 @@ LOADER = os.path.join(os.path.dirname(sys.executable), "apeldbloader")
 TIME = "/usr/bin/time"  # GNU time: the loader's own peak RSS
 SIGNER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=bench-sender.example.org"
 PASS_LINE = re.compile(r"Pass done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
+POOL_LINE = re.compile(r"All \d+ workers done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
 LOOKUP_TABLES = ("Sites", "SubmitHosts", "MachineNames", "Queues", "DNs", "VOs", "VOGroups", "VORoles")
 
 
@@ -62,7 +66,7 @@ def make_messages(messages: int, per_message: int, seed: int = 42) -> list[str]:
 # -- the loader (real console script) --------------------------------------------------
 
 
-def _write_configs(base: str, server: MariaDB, database: str) -> tuple[str, str, str]:
+def _write_configs(base: str, server: MariaDB, database: str, workers: int = 1) -> tuple[str, str, str]:
     args = server.connect_args(database)
     db_cfg = os.path.join(base, "db.cfg")
     loader_cfg = os.path.join(base, "loader.cfg")
@@ -75,6 +79,7 @@ def _write_configs(base: str, server: MariaDB, database: str) -> tuple[str, str,
     with open(loader_cfg, "w", encoding="utf-8") as handle:
         handle.write(
             f"[loader]\nmsgpath = {base}/spool\npidfile = {base}/loader.pid\ninterval = 1\n"
+            f"workers = {workers}\n"
             f"[logging]\nlogfile = {logfile}\nlevel = INFO\nconsole = false\n"
         )
     return db_cfg, loader_cfg, logfile
@@ -106,7 +111,7 @@ def _run_loader(base: str, db_cfg: str, loader_cfg: str, logfile: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"apeldbloader exited {proc.returncode}: {proc.stderr}\n{log[-3000:]}")
     seconds = records = 0.0
-    for match in PASS_LINE.finditer(log):
+    for match in POOL_LINE.finditer(log) if POOL_LINE.search(log) else PASS_LINE.finditer(log):
         seconds += float(match.group(1))
         records += int(match.group(3))
     found = re.search(r"maxrss_kb=(\d+)", proc.stderr)
@@ -214,16 +219,18 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
         assert parsed == total, (parsed, total)
         rows.append({"phase": "parse only (in process)", "records": total, "seconds": seconds})
 
-        loader_dir = os.path.join(base, "loader")
-        os.makedirs(loader_dir)
-        _create_schema(server, "apel_bench")
-        configs = _write_configs(loader_dir, server, "apel_bench")
-        for phase in ("first load (apeldbloader --once)", "reload, all duplicates (apeldbloader --once)"):
-            _fill_incoming(loader_dir, bodies)
-            result = _run_loader(loader_dir, *configs)
-            assert result["records"] == total, result
-            rows.append({"phase": phase, "records": total, "seconds": result["seconds"],
-                         "wall": result["wall"], "rss_mb": result["rss_mb"]})
+        for workers, database in ((1, "apel_bench"), (2, "apel_bench_workers")):
+            loader_dir = os.path.join(base, database)
+            os.makedirs(loader_dir)
+            _create_schema(server, database)
+            configs = _write_configs(loader_dir, server, database, workers)
+            command = f"apeldbloader --once, workers = {workers}"
+            for phase in (f"first load ({command})", f"reload, all duplicates ({command})"):
+                _fill_incoming(loader_dir, bodies)
+                result = _run_loader(loader_dir, *configs)
+                assert result["records"] == total, result
+                rows.append({"phase": phase, "records": total, "seconds": result["seconds"],
+                             "wall": result["wall"], "rss_mb": result["rss_mb"]})
 
         args = _create_schema(server, "apel_baseline")
         _create_lookup_functions(args)
@@ -232,9 +239,14 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
         _check_same_content(server)
         for row in rows:
             row["records_per_s"] = row["records"] / row["seconds"]
-        baseline = {"first": rows[3]["records_per_s"], "reload": rows[4]["records_per_s"]}
-        rows[1]["speedup"] = rows[1]["records_per_s"] / baseline["first"]
-        rows[2]["speedup"] = rows[2]["records_per_s"] / baseline["reload"]
+        baseline = {
+            kind: next(r["records_per_s"] for r in rows if r["phase"].startswith(f"baseline {kind}"))
+            for kind in ("first", "reload")
+        }
+        for row in rows:
+            if not row["phase"].startswith(("baseline", "parse")):
+                kind = "reload" if "reload" in row["phase"] else "first"
+                row["speedup"] = row["records_per_s"] / baseline[kind]
         return rows
     finally:
         server.stop()
@@ -245,7 +257,7 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
 def _check_same_content(server: MariaDB) -> None:
     """Both designs must have stored the same jobs (else the comparison is void)."""
     counts = {}
-    for database in ("apel_bench", "apel_baseline"):
+    for database in ("apel_bench", "apel_bench_workers", "apel_baseline"):
         connection = pymysql.connect(**server.connect_args(database))
         try:
             with connection.cursor() as cursor:
@@ -253,7 +265,7 @@ def _check_same_content(server: MariaDB) -> None:
                 counts[database] = cursor.fetchone()
         finally:
             connection.close()
-    if counts["apel_bench"] != counts["apel_baseline"]:
+    if len(set(counts.values())) != 1:
         raise RuntimeError(f"the loader and the baseline stored different data: {counts}")
 
 

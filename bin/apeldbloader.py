@@ -20,6 +20,7 @@ from typing import Optional
 import apel
 from apel.db.settings import read_db_settings
 from apel.services.loader import Loader, LoaderSettings
+from apel.services.loader_pool import LoaderPool
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
 from ssm.config import ConfigFile
 from ssm.daemon import run_service
@@ -29,6 +30,7 @@ PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
 DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 DB_OPTIONS = ("hostname", "port", "name", "username", "password")
+MAX_WORKERS = 64
 
 log = logging.getLogger("apel.loader")
 
@@ -61,6 +63,7 @@ def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
         save_messages=config.getbool(section, "save_messages", False),
         lock_timeout=config.getfloat(section, "lock_timeout", 60.0),
         backoff_max=config.getfloat(section, "backoff_max", 60.0),
+        workers=config.getint(section, "workers", 1),
     )
     if settings.interval < 0:
         raise config.error(section, "interval", "must not be negative")
@@ -68,6 +71,8 @@ def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
         raise config.error(section, "lock_timeout", "must be at least 1 second")
     if settings.backoff_max < 1:
         raise config.error(section, "backoff_max", "must be at least 1 second")
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise config.error(section, "workers", f"must be between 1 and {MAX_WORKERS}")
     pidfile = config.get(section, "pidfile", "/var/run/apel/loader.pid")
     return settings, pidfile
 
@@ -91,13 +96,23 @@ def _main(argv: Optional[list[str]] = None) -> int:
 
     holder: dict = {}
 
+    def make_loader() -> Loader:
+        return Loader(settings, backend_class(db_settings))
+
     def service(stop: threading.Event) -> int:
         # Built here, after daemonising: the lock-keeper thread and the database
         # connection must belong to the process that does the work. Queue files are
         # private (0600/0700) in the foreground too, as in daemon mode.
         os.umask(0o077)
+        if settings.workers > 1:
+            pool = LoaderPool(settings.workers, make_loader, args.once, stop, holder)
+            holder["pool"] = pool
+            status = pool.run()
+            if pool.failure:
+                raise FatalError(pool.failure)
+            return status
         try:
-            loader = Loader(settings, backend_class(db_settings))
+            loader = make_loader()
         except OSError as exc:
             log.critical("Cannot open the queues under %s: %s", settings.msgpath, exc)
             return 1
@@ -111,7 +126,9 @@ def _main(argv: Optional[list[str]] = None) -> int:
         return status
 
     def on_reload() -> None:
-        if "loader" in holder:
+        if "pool" in holder:
+            holder["pool"].reopen_logs()
+        elif "loader" in holder:
             holder["loader"].request_log_reopen()
 
     return run_service(service, pidfile, foreground=args.foreground or args.once, on_reload=on_reload)

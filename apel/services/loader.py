@@ -68,6 +68,7 @@ class LoaderSettings:
     lock_timeout: float = 60.0  # a lock older than this belongs to a dead loader
     backoff_max: float = 60.0
     backoff_initial: float = 1.0
+    workers: int = 1  # loader processes (apel.services.loader_pool)
 
 
 class Outcome(enum.Enum):
@@ -134,6 +135,8 @@ class Loader:
         self.reopen_logs_requested = threading.Event()
         # Why a ``--once`` run gave up (one line for the operator), else None.
         self.failure: Optional[str] = None
+        # Every pass's results added up (reported by a pool worker to its parent).
+        self.totals = PassResult()
         self._last_outage = ""
         base = settings.msgpath.rstrip("/")
         self.incoming = open_queue(f"{base}/incoming", INCOMING_SCHEMA)
@@ -233,6 +236,8 @@ class Loader:
             else:
                 result.skipped += 1
             name = self.incoming.next()
+        for counter in ("loaded", "rejected", "skipped", "records"):
+            setattr(self.totals, counter, getattr(self.totals, counter) + getattr(result, counter))
         if result.handled:
             seconds = max(time.perf_counter() - started, 1e-9)
             log.info(
