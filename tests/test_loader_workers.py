@@ -131,3 +131,19 @@ def test_a_bad_worker_count_is_one_line(tmp_path, value):
     assert result.returncode == 1
     assert "[loader] workers" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    env = LoaderEnv(tmp_path, {"backend": "sqlite", "name": str(tmp_path / "apel.sqlite3")}, workers=2)
+    proc = env.start()
+    try:
+        wait_until(lambda: len(_children(proc.pid)) == 2, 30, "two workers")
+        workers = _children(proc.pid)
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), 30,
+                   "the orphaned workers to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()

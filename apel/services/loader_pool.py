@@ -16,13 +16,16 @@ The parent only supervises:
 - SIGHUP reopens the log files in every worker;
 - daemon mode: a worker that dies (a bug, ``kill -9``) is started again after a pause
   that doubles from 1 s to 60 s; the messages it had locked return to the queue when
-  their lock times out (``lock_timeout``), so nothing is lost;
+  their lock times out (``lock_timeout``), so nothing is lost. A parent that dies takes
+  its workers with it (SIGTERM from the kernel), so none runs on without a pidfile;
 - ``--once``: the workers' results are combined (1 if any could not reach the database,
   else 2 if any message was rejected, else 0) and one line gives the overall rate.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -38,6 +41,7 @@ from apel.services.loader import EXIT_OK, EXIT_REJECTED, EXIT_UNAVAILABLE, Loade
 
 log = logging.getLogger("apel.loader")
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 RESTART_MAX = 60.0
 # A worker that ran this long before dying starts again after 1 s, not after the last pause.
 STABLE_AFTER = 600.0
@@ -52,14 +56,27 @@ class WorkerReport:
     totals: PassResult = field(default_factory=PassResult)
 
 
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this worker when the parent dies (e.g. ``kill -9``
+    outside systemd), so no loader is left running without its pidfile."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's SIGTERM still reaches us
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(
     make_loader: Callable[[], Loader], once: bool, stop: threading.Event,
-    reload_hook: dict, report: multiprocessing.connection.Connection,
+    reload_hook: dict, report: multiprocessing.connection.Connection, parent: int,
 ) -> None:
     """The body of one worker process (forked: it inherits the parent's signal handlers,
     whose ``stop`` event is now this process's own copy)."""
     status, failure, totals = EXIT_UNAVAILABLE, "the worker failed to start", PassResult()
     try:
+        _stop_with_parent(parent)
         reload_hook.clear()  # the parent's pool is not this process's to signal
         loader = make_loader()
         reload_hook["loader"] = loader
@@ -100,7 +117,8 @@ class LoaderPool:
     def _start_one(self) -> None:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_worker, args=(self.make_loader, self.once, self.stop, self.reload_hook, send),
+            target=_worker,
+            args=(self.make_loader, self.once, self.stop, self.reload_hook, send, os.getpid()),
             name="apeldbloader-worker", daemon=False,
         )
         process.start()
