@@ -272,11 +272,15 @@ CREATE TABLE IF NOT EXISTS SyncRecords (
 -- ---------------------------------------------------------------------------------
 -- Summariser bookkeeping (apel/db/pending.py): what loads changed since the summariser's
 -- last run. The loader inserts in the same transaction as the records; apelsummariser
--- deletes the ids it has processed. Insert-only with auto-increment ids and no unique
+-- deletes what it has processed. Insert-only with auto-increment ids and no unique
 -- key, so concurrent loaders never wait on each other here.
 -- ---------------------------------------------------------------------------------
 
--- HSS keys fed by loaded (or replaced) jobs, summaries and normalised summaries.
+-- HSS keys fed by loaded (or replaced) jobs, summaries and normalised summaries. An entry
+-- with NumberOfJobs NULL means "recompute this key from its sources"; one with the delta
+-- columns set means "these jobs were added at this key and nothing was replaced" (the
+-- summariser adds them to the HSS row). KeyIdx serves the summariser's deletes by key and
+-- by site-month.
 CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   SiteID INT NOT NULL,
@@ -292,8 +296,48 @@ CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   ServiceLevel DECIMAL(10,3) NOT NULL,
   NodeCount INT UNSIGNED NOT NULL,
   Processors INT UNSIGNED NOT NULL,
+  InfrastructureDescription VARCHAR(100) NULL,
+  EarliestEndTime DATETIME NULL,
+  LatestEndTime DATETIME NULL,
+  WallDuration BIGINT UNSIGNED NULL,
+  CpuDuration BIGINT UNSIGNED NULL,
+  NumberOfJobs BIGINT UNSIGNED NULL,
+  PRIMARY KEY (id),
+  KEY KeyIdx (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID,
+              Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+-- HSS keys whose row has no source left (its jobs moved to other keys; HSS is never
+-- deleted from), kept by every recomputation: a job delta must not be added to such a
+-- stale row, the key is recomputed instead.
+CREATE TABLE IF NOT EXISTS StaleSummaryKeys (
+  SiteID INT NOT NULL,
+  Month INT NOT NULL,
+  Year INT NOT NULL,
+  GlobalUserNameID INT NOT NULL,
+  VOID INT NOT NULL,
+  VOGroupID INT NOT NULL,
+  VORoleID INT NOT NULL,
+  SubmitHostID INT NOT NULL,
+  Infrastructure VARCHAR(20) NOT NULL,
+  ServiceLevelType VARCHAR(50) NOT NULL,
+  ServiceLevel DECIMAL(10,3) NOT NULL,
+  NodeCount INT UNSIGNED NOT NULL,
+  Processors INT UNSIGNED NOT NULL,
+  PRIMARY KEY (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID,
+               Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+-- One row. Each load_message transaction first reads it LOCK IN SHARE MODE (loaders do not
+-- wait on each other), each summariser transaction FOR UPDATE: a summariser transaction
+-- sees a fixed set of committed loads, so no job is both in a recomputation and in a
+-- delta applied later.
+CREATE TABLE IF NOT EXISTS SummariserGate (
+  id TINYINT UNSIGNED NOT NULL,
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+INSERT IGNORE INTO SummariserGate (id) VALUES (1);
 
 -- Site-months of loaded cloud records and of the stored records of the same VMs.
 CREATE TABLE IF NOT EXISTS PendingCloudMonths (

@@ -232,8 +232,11 @@ CREATE INDEX IF NOT EXISTS SyncRecords_UpdateTimeIdx ON SyncRecords (UpdateTime)
 
 -- ---------------------------------------------------------------------------------
 -- Summariser bookkeeping (apel/db/pending.py): what loads changed since the summariser's
--- last run, written in the load's transaction; apelsummariser deletes the ids it has
+-- last run, written in the load's transaction; apelsummariser deletes what it has
 -- processed. JobRecords_SummaryKeyIdx lets an incremental run find a key's jobs.
+-- The SQLite backend writes recompute entries only (NumberOfJobs NULL); the delta
+-- columns and StaleSummaryKeys mirror the MySQL schema. SQLite serialises writers, so
+-- there is no SummariserGate.
 -- ---------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
@@ -250,8 +253,36 @@ CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   ServiceLevelType TEXT NOT NULL COLLATE NOCASE,
   ServiceLevel REAL NOT NULL,
   NodeCount INTEGER NOT NULL,
+  Processors INTEGER NOT NULL,
+  InfrastructureDescription TEXT NULL COLLATE NOCASE,
+  EarliestEndTime DATETIME NULL,
+  LatestEndTime DATETIME NULL,
+  WallDuration INTEGER NULL,
+  CpuDuration INTEGER NULL,
+  NumberOfJobs INTEGER NULL
+);
+CREATE INDEX IF NOT EXISTS PendingSummaryKeys_KeyIdx ON PendingSummaryKeys (
+  SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID);
+
+CREATE TABLE IF NOT EXISTS StaleSummaryKeys (
+  SiteID INTEGER NOT NULL,
+  Month INTEGER NOT NULL,
+  Year INTEGER NOT NULL,
+  GlobalUserNameID INTEGER NOT NULL,
+  VOID INTEGER NOT NULL,
+  VOGroupID INTEGER NOT NULL,
+  VORoleID INTEGER NOT NULL,
+  SubmitHostID INTEGER NOT NULL,
+  Infrastructure TEXT NOT NULL COLLATE NOCASE,
+  ServiceLevelType TEXT NOT NULL COLLATE NOCASE,
+  ServiceLevel REAL NOT NULL,
+  NodeCount INTEGER NOT NULL,
   Processors INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS StaleSummaryKeys_PK ON StaleSummaryKeys (
+  SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID,
+  rtrim(Infrastructure, ' ') COLLATE NOCASE, rtrim(ServiceLevelType, ' ') COLLATE NOCASE,
+  ServiceLevel, NodeCount, Processors);
 
 CREATE TABLE IF NOT EXISTS PendingCloudMonths (
   id INTEGER PRIMARY KEY,

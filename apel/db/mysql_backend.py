@@ -352,6 +352,8 @@ class MySQLBackend(Backend):
         with self.transaction() as tx:
             assert isinstance(tx, _MySQLTransaction)
             cur = tx._cur
+            if any(part.layout.record_type in pending.HSS_SOURCES for part in parts):
+                cur.execute(pending.GATE_SHARED)  # first: see apel.db.pending
             ids = self._resolve_all(cur, parts, fresh)
             for part in parts:
                 layout = part.layout
@@ -451,6 +453,14 @@ class MySQLBackend(Backend):
         write's row count says whether anything was replaced (a REPLACE counts each
         replaced row twice), and only then is the write undone, the stored keys read and
         the rows written again. Other types use pending's generic hooks.
+
+        A job write that replaced nothing only added jobs: their keys get *delta entries*
+        (pending.job_deltas), which the summariser adds to the HSS rows without reading
+        the keys' other jobs; anything else gets recompute entries. "Replaced nothing" is
+        the session's Handler_update + Handler_delete counters unchanged by the write (two
+        cheap status reads), not the changed-row count alone: REPLACE counts a row that
+        replaces an identical one (same values, same UpdateTime second: a message loaded
+        twice within a second, or a job twice in one message) once, as if it were new.
         """
         layout = part.layout
         record_type = layout.record_type
@@ -462,14 +472,28 @@ class MySQLBackend(Backend):
             self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
             pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
             return
+
+        def rows_replaced() -> int:
+            # this session's row updates and deletes so far: a REPLACE that meets a stored
+            # row (or an earlier row of the same statement) updates or deletes it, and
+            # counts here even when the new row is identical to it, where its changed-row
+            # count does not (an identical row counts once, like a new one)
+            cur.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_update', 'Handler_delete')")
+            return sum(int(value) for _, value in cur.fetchall())
+
+        added = False  # only new jobs: their keys get delta entries
         if record_type != model.JOB:  # summary keys are primary keys: a replaced row has the same
             self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
         elif self._expect_replaced:
-            keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
+            replaced = pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
+            before = rows_replaced()
             changed = self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
             self._expect_replaced = changed > len(part)
+            added = not replaced and changed == len(part) and rows_replaced() == before
+            keys += replaced
         else:
             cur.execute("SAVEPOINT apel_jobs")
+            before = rows_replaced()
             changed = self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
             if changed > len(part):
                 # InnoDB keeps the row locks taken since the savepoint: nobody can change
@@ -478,7 +502,15 @@ class MySQLBackend(Backend):
                 keys += pending.replaced_job_keys(tx, self.placeholder, layout.columns, part.columns, keys)
                 self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns, again=True)
                 self._expect_replaced = True
+            else:
+                added = rows_replaced() == before
+        deltas = pending.job_deltas(layout.columns, part.columns) if added else None
         # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
+        if deltas is not None:
+            delta_columns = [list(values) for values in zip(*deltas)]
+            self._write(cur, "PendingSummaryKeys", pending.KEY_COLUMNS + pending.DELTA_COLUMNS,
+                        pending.DELTA_TEXT_COLUMNS, delta_columns)
+            return
         key_columns = [list(values) for values in zip(*keys)]
         self._write(cur, "PendingSummaryKeys", pending.KEY_COLUMNS, pending.KEY_TEXT_COLUMNS, key_columns)
 

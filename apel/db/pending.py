@@ -22,9 +22,31 @@ fewer HSS rows, so keys are written once per message, not once per record; the k
 replaced job is written only when it is not among the message's own keys (a reload of
 the same jobs adds nothing beyond the message's keys).
 
+**Two kinds of entry.** A *recompute entry* (delta columns NULL) says "recompute this
+key from all its sources". A *delta entry* (MySQL backend only, :func:`job_deltas`)
+says "these jobs were added at this key and nothing was replaced": it carries what they
+add to the key's HSS row (min/max EndTime, Wall and Cpu sums, count, smallest
+InfrastructureDescription), so the summariser can add it to the row without reading
+the key's other jobs, and an incremental run costs in proportion to what was loaded,
+not to the size of the touched groups. The MySQL backend writes delta entries for a
+job message whose write replaced no stored row (nor an earlier row of the message);
+everything else (replacing job messages, summaries, normalised summaries, and every
+load through the SQLite backend, which keeps the generic hooks below) writes recompute
+entries. The summariser still recomputes a key with a delta entry when the delta may
+not be added: a summary feeds the row, or the row is stale (``StaleSummaryKeys``).
+
+**The gate (MySQL).** A delta is exact only if each job is counted once: either by a
+recomputation or by adding its delta, never both. So every summariser transaction
+must see a fixed set of committed loads. ``SummariserGate`` holds one row: a
+``load_message`` transaction that writes HSS sources first reads it ``LOCK IN SHARE
+MODE`` (:data:`GATE_SHARED`; loaders do not wait on each other), every summariser
+transaction ``FOR UPDATE`` (:data:`GATE_EXCLUSIVE`), which waits for the loads in
+progress and holds new ones back until it commits. SQLite serialises writers anyway.
+
 Both tables only ever get plain inserts (auto-increment ids, no unique key), so
-concurrent loaders never wait on each other here. The summariser deletes exactly the
-ids it has processed, so rows committed while it runs stay for the next run.
+concurrent loaders never wait on each other here. The summariser deletes what it has
+covered: the entries it applied, every entry of a key it recomputed, every entry of a
+site-month a full run recomputed; entries committed later stay for the next run.
 """
 
 # Every statement here is built from this module's fixed table and column names and the
@@ -36,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 from itertools import repeat
-from typing import Any
+from typing import Any, Optional
 
 from apel.db.backend import Transaction
 from apel.records import model
@@ -48,6 +70,15 @@ KEY_COLUMNS = (
 )
 # The text columns among them (the others are numbers).
 KEY_TEXT_COLUMNS = frozenset({"Infrastructure", "ServiceLevelType"})
+# The delta columns of PendingSummaryKeys, in this order: NULL in a recompute entry, set
+# in a delta entry (what the added jobs of one key contribute to its HSS row).
+DELTA_COLUMNS = (
+    "InfrastructureDescription", "EarliestEndTime", "LatestEndTime", "WallDuration", "CpuDuration",
+    "NumberOfJobs",
+)
+DELTA_TEXT_COLUMNS = KEY_TEXT_COLUMNS | {"InfrastructureDescription"}
+# BIGINT UNSIGNED, the type of the sums in PendingSummaryKeys and HSS.
+_SUM_MAX = 2**64 - 1
 # The columns of each source table that make up the HSS key, in KEY_COLUMNS order
 # (None: a constant 0, the ServiceLevel of a normalised summary's HSS row).
 _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
@@ -61,6 +92,12 @@ _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
                                "VORoleID", "SubmitHostID", "Infrastructure", "ServiceLevelType", None,
                                "NodeCount", "Processors"),
 }
+# The record types that feed HSS rows (and PendingSummaryKeys).
+HSS_SOURCES = frozenset(_SOURCE_KEYS)
+# MySQL: the first statement of a load_message transaction that writes HSS sources, and of
+# every summariser transaction that reads PendingSummaryKeys (see the module docstring).
+GATE_SHARED = "SELECT id FROM SummariserGate WHERE id = 1 LOCK IN SHARE MODE"
+GATE_EXCLUSIVE = "SELECT id FROM SummariserGate WHERE id = 1 FOR UPDATE"
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
 _CHUNK = 500
 # Job ids per locking read of replaced_job_keys (each one a parameter). The read returns
@@ -115,6 +152,47 @@ def summary_keys(
     count = len(data[0])
     key_columns = [repeat(0, count) if c is None else data[columns.index(c)] for c in sources]
     return list(dict.fromkeys(zip(*key_columns)))
+
+
+def job_deltas(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> Optional[list[tuple]]:
+    """Delta entries (KEY_COLUMNS + DELTA_COLUMNS values) for job rows that replaced
+    nothing, given column by column as for :func:`summary_keys`: one per distinct key
+    (byte for byte, first occurrence first), holding what those jobs add to the key's
+    HSS row. The summariser merges entries whose keys are equal under the collation.
+
+    The values are what the database stores, so the aggregates equal a recomputation's:
+    min/max EndTime (naive UTC datetimes), sums of WallDuration and CpuDuration, the job
+    count, and the binary-smallest InfrastructureDescription (Python orders ``str`` by
+    code point, as the database orders the UTF-8 bytes). None if a sum does not fit
+    BIGINT UNSIGNED: such jobs are recorded as recompute entries instead, so the load
+    never fails on its bookkeeping.
+    """
+    if not data or not data[0]:
+        return []
+    keys = zip(*(data[columns.index(c)] for c in _SOURCE_KEYS[model.JOB]))
+    values = (data[columns.index(c)] for c in ("InfrastructureDescription", "EndTime", "WallDuration",
+                                                 "CpuDuration"))
+    found: dict[tuple, list[Any]] = {}
+    for key, description, end, wall, cpu in zip(keys, *values):
+        delta = found.get(key)
+        if delta is None:
+            found[key] = [description, end, end, wall, cpu, 1]
+            continue
+        if description < delta[0]:
+            delta[0] = description
+        if end < delta[1]:
+            delta[1] = end
+        elif end > delta[2]:
+            delta[2] = end
+        delta[3] += wall
+        delta[4] += cpu
+        delta[5] += 1
+    entries = []
+    for key, delta in found.items():
+        if delta[3] > _SUM_MAX or delta[4] > _SUM_MAX:
+            return None
+        entries.append(key + tuple(delta))
+    return entries
 
 
 def replaced_job_keys(
