@@ -10,6 +10,12 @@ Besides messages/s (which depends on what else the machine is doing) it reports
 the CPU time each process spent per message, from ``wait4`` for ssmsend (its
 signing workers included) and ssmreceive and from ``/proc`` for the broker.
 
+A last row, *transport only*, is the ceiling any SSM built on stomp.py and this
+broker has on this machine: the same STOMP+TLS connections, persistent messages,
+receipts, window of 20 and client-individual acks, but one pre-signed body sent
+over and over and acknowledged on arrival, with no signing, verifying or disk
+writes at all (two forked processes using ``ssm.stomp_link``).
+
     .venv/bin/python -m benchmarks.bench_ssm [--quick]
 """
 
@@ -21,13 +27,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from typing import Optional
 
 from apel.testkit.pki import TestPKI
 from apel.testkit.services import ActiveMQ
+from ssm import crypto
+from ssm.brokers import Broker
 from ssm.queues import DirqOutgoingQueue, open_incoming
+from ssm.stomp_link import StompLink, TLSSettings
 
 BIN = os.path.dirname(sys.executable)
 MESSAGE_SIZE = 10 * 1024
@@ -129,6 +139,100 @@ def _one_run(base: str, pki: TestPKI, broker: ActiveMQ, label: str, count: int, 
     }
 
 
+def _transport_sender(broker: Broker, tls: TLSSettings, destination: str, body: str, count: int,
+                      window: int) -> None:
+    """Send ``body`` ``count`` times with receipts, ``window`` in flight (forked child)."""
+    free = threading.Semaphore(window)
+    done = threading.Event()
+    receipts = [0]
+
+    def on_receipt(_receipt_id: str) -> None:
+        receipts[0] += 1
+        free.release()
+        if receipts[0] == count:
+            done.set()
+
+    link = StompLink(broker, tls, on_receipt=on_receipt)
+    link.connect()
+    for index in range(count):
+        free.acquire()
+        link.send(destination, body, {"persistent": "true", "receipt": f"r{index}", "empa-id": f"r{index}"})
+    done.wait(300)
+    link.close()
+
+
+def _transport_receiver(broker: Broker, tls: TLSSettings, destination: str, count: int,
+                        ready: str) -> None:
+    """Acknowledge ``count`` messages as they arrive (forked child)."""
+    done = threading.Event()
+    received = [0]
+
+    def on_message(link: StompLink, headers: dict, _body: object) -> None:
+        link.ack(headers["message-id"], headers["subscription"])
+        received[0] += 1
+        if received[0] == count:
+            done.set()
+
+    link = StompLink(broker, tls, on_message=on_message)
+    link.connect()
+    link.subscribe(destination, prefetch=50)
+    with open(ready, "w", encoding="ascii"):
+        pass
+    done.wait(300)
+    link.close()
+
+
+def _forked(target, *args) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            target(*args)
+        except BaseException:  # noqa: BLE001 - reported by the exit status
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def _transport_only(base: str, pki: TestPKI, broker: ActiveMQ, count: int) -> dict:
+    """The transport-only run (see the module docstring)."""
+    run_dir = os.path.join(base, "run-transport")
+    os.makedirs(run_dir)
+    sender, receiver = pki.host("bench-transport-sender"), pki.host("bench-transport-receiver")
+    where = Broker("localhost", broker.ssl_port)
+    destination = f"/queue/bench.{uuid.uuid4().hex}"
+    body = crypto.sign(_body(0, MESSAGE_SIZE), sender.cert_path, sender.key_path)
+    ready = os.path.join(run_dir, "subscribed")
+    recv = _forked(_transport_receiver, where, TLSSettings(receiver.cert_path, receiver.key_path, pki.capath),
+                   destination, count, ready)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    broker_cpu = _cpu_seconds(broker.proc.pid)
+    start = time.monotonic()
+    send = _forked(_transport_sender, where, TLSSettings(sender.cert_path, sender.key_path, pki.capath),
+                   destination, body, count, 20)
+    results = {}
+    for name, pid in (("sender", send), ("receiver", recv)):
+        _, status, usage = os.wait4(pid, 0)
+        results[name] = (os.waitstatus_to_exitcode(status), usage)
+    elapsed = time.monotonic() - start
+    broker_cpu = _cpu_seconds(broker.proc.pid) - broker_cpu
+    received = count if all(code == 0 for code, _ in results.values()) else 0
+    return {
+        "run": "transport only (no crypto, no disk)", "window": 20, "encrypted": False, "messages": count,
+        "received": received, "send_exit": results["sender"][0], "receive_exit": results["receiver"][0],
+        "send_s": round(elapsed, 2), "seconds": round(elapsed, 2),
+        "msg_per_s": round(received / elapsed, 1), "mb_per_s": round(received * len(body) / elapsed / 1e6, 2),
+        "sender_rss_mb": round(results["sender"][1].ru_maxrss / 1024, 1),
+        "receiver_rss_mb": round(results["receiver"][1].ru_maxrss / 1024, 1),
+        "cpu_ms_per_msg": {
+            name: round((usage.ru_utime + usage.ru_stime) * 1000 / count, 2)
+            for name, (_, usage) in results.items()
+        } | {"broker": round(broker_cpu * 1000 / count, 2)},
+    }
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a running process (the broker) from /proc."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
@@ -152,6 +256,7 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
             _one_run(base, pki, broker, "pipelined-nonpersistent", count, 20, encrypt=False,
                      persistent=False),
             _one_run(base, pki, broker, "baseline-window-1", count, 1, encrypt=False),
+            _transport_only(base, pki, broker, count),
         ]
     finally:
         broker.stop()
