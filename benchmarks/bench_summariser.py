@@ -45,8 +45,8 @@ SUMMARISER = os.path.join(os.path.dirname(sys.executable), "apelsummariser")
 PUBLISHER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=bench-sender.example.org"
 PER_MESSAGE = 1000
 NOW = dt.datetime(2025, 6, 20, tzinfo=dt.timezone.utc)
-DONE_LINE = re.compile(r"Summarised cpu \((\w+)\): (\d+) site-months, (\d+) keys, (\d+) rows affected,"
-                       r" \d+ stale deleted, (\d+) pending entries cleared, ([0-9.]+) s")
+DONE_LINE = re.compile(r"Summarised cpu \((\w+)\): (\d+) site-months, (\d+) keys \(\d+ from job deltas\),"
+                       r" (\d+) rows affected, \d+ stale deleted, (\d+) pending entries cleared, ([0-9.]+) s")
 
 
 def _load(backend: MySQLBackend, records: int, seed: int) -> float:

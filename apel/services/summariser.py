@@ -19,14 +19,35 @@ optional stale clean-up.
 keys its job/summary rows feed, including the key of a job row it replaces
 (``PendingSummaryKeys``), and the site-months of its cloud records plus those of the
 stored records of the same VMs (``PendingCloudMonths``); see ``apel.db.pending``. A
-run recomputes exactly those keys (``cpu``) or site-months (``cloud``), every source in
-precedence order in one transaction, and deletes the bookkeeping rows it read in that
-same transaction: rows committed meanwhile stay for the next run, and a failed run
-leaves everything to be redone. Since HSS is replace-only, recomputing a key from all
-its current source rows writes exactly what a full run writes for it, and every key a
-full run would change is pending, so an incremental run leaves the tables as a full run
-would. ``--full`` (and the first run on a database, recognised by the missing
-``LastUpdated`` row ``summariser-<type>``) recomputes every site-month.
+``cloud`` run recomputes exactly those site-months. A ``cpu`` run works through the
+pending entries in id order, a chunk per transaction, each transaction applying every
+source in precedence order:
+
+- a key with a *recompute entry* is recomputed from all its current source rows, which
+  writes exactly what a full run writes for it (HSS is replace-only);
+- a key with only *delta entries* (MySQL: jobs added by a message that replaced nothing)
+  gets them added to its HSS row with one ``INSERT ... SELECT ... GROUP BY ... ON
+  DUPLICATE KEY UPDATE`` (sums and counts added, earliest/latest and the binary-smallest
+  spellings kept, the normalised durations recomputed from the new sums), without
+  reading any of the key's other jobs: the cost is proportional to what was loaded, not
+  to the size of the touched groups. This is exact because the HSS row of such a key
+  equals the aggregate of its jobs before the load, unless a summary or normalised
+  summary feeds the row (they win) or the row is *stale* (its jobs all moved away, and
+  HSS is never deleted from); those keys are recomputed instead. ``StaleSummaryKeys``
+  lists the HSS keys without any source row, kept by every recomputation (incremental:
+  the recomputed keys; full: every HSS row of each site-month).
+
+Each transaction first takes the ``SummariserGate`` row ``FOR UPDATE`` (MySQL; loaders
+take it in share mode) and reads its chunk inside, so it sees a fixed set of committed
+loads: every job a recomputation reads was committed when the chunk was read, and no job
+is both recomputed and added again later. A recomputed key takes all its pending
+entries with it (whatever their chunk: they are covered), applied deltas take exactly
+their own; entries committed later stay for the next run, and a failed run leaves
+everything to be redone. Every key a full run would change is pending, so an
+incremental run leaves the tables as a full run would. ``--full`` (and the first run on
+a database, recognised by the missing ``LastUpdated`` row ``summariser-<type>``)
+recomputes every site-month, each in one gated transaction that also clears the
+site-month's pending entries.
 
 With the stale clean-up enabled, a cloud run also recomputes every site-month inside
 the clean-up window: the clean-up deletes what the run did not refresh there, so the
@@ -36,9 +57,12 @@ window must be refreshed completely, as a full run does.
 so for a while HSS held job rows that a summary was about to replace. Here each unit
 of work (one site-month in a full run, one chunk of pending keys in an incremental
 run) is one transaction applying jobs, then summaries, then normalised summaries:
-readers never see a half-applied precedence, locks are held briefly, and a run that
-dies leaves every finished unit in place. Rows loaded other than through a backend's
-``load_message`` (hand-made SQL, a restored dump) leave no bookkeeping: run ``--full``.
+readers never see a half-applied precedence, locks are held briefly (loaders of job and
+summary messages wait for them at the gate), and a run that dies leaves every finished
+unit in place. Rows loaded, changed or deleted other than through a backend's
+``load_message`` (hand-made SQL, a restored dump) leave no bookkeeping: run ``--full``,
+which also rebuilds ``StaleSummaryKeys`` (its site-months include those that only HSS
+rows have left).
 """
 
 from __future__ import annotations
@@ -50,6 +74,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from apel.db import pending
 from apel.db.backend import Backend, Transaction
 from apel.services import summary_sql as sql
 
@@ -59,8 +84,9 @@ CPU = "cpu"
 CLOUD = "cloud"
 TYPES = (CPU, CLOUD)
 MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
-# Pending entries read and recomputed per transaction in an incremental run (bounds
-# memory and transaction size; a key met again in a later chunk is simply recomputed).
+# Pending entries read and applied per transaction in an incremental run (bounds memory
+# and transaction size, hence how long loaders wait at the gate; a key met again in a
+# later chunk is simply recomputed or added to again).
 KEYS_PER_TRANSACTION = 20000
 # Site-months per transaction in a full run.
 SITE_MONTHS_PER_TRANSACTION = 1
@@ -85,7 +111,8 @@ class RunReport:
     kind: str
     mode: str  # "full" or "incremental"
     site_months: int = 0
-    keys: int = 0
+    keys: int = 0  # HSS keys recomputed or added to (incremental runs)
+    delta_keys: int = 0  # of which added to from job deltas, without recomputing
     rows: int = 0  # rows affected, as the database counts them
     stale_deleted: int = 0
     pending_cleared: int = 0
@@ -138,10 +165,10 @@ class Summariser:
             self._run_cloud(report, started)
         report.elapsed = self._clock() - started
         log.info(
-            "Summarised %s (%s): %d site-months, %d keys, %d rows affected, %d stale deleted,"
-            " %d pending entries cleared, %.3f s",
-            kind, mode, report.site_months, report.keys, report.rows, report.stale_deleted,
-            report.pending_cleared, report.elapsed,
+            "Summarised %s (%s): %d site-months, %d keys (%d from job deltas), %d rows affected,"
+            " %d stale deleted, %d pending entries cleared, %.3f s",
+            kind, mode, report.site_months, report.keys, report.delta_keys, report.rows,
+            report.stale_deleted, report.pending_cleared, report.elapsed,
         )
         return report
 
@@ -149,51 +176,77 @@ class Summariser:
 
     def _run_cpu(self, report: RunReport, started: float) -> None:
         statements = sql.cpu_statements(self.dialect)
-        m = self._mark
+        if self.dialect.name == "mysql":
+            # the gate's one row (a schema loaded by hand may lack it): without it the
+            # locks below would be gap locks, which do not exclude each other
+            self.backend.query("INSERT IGNORE INTO SummariserGate (id) VALUES (1)")
         if report.mode == "full":
-            # Only the ids: what a full run clears is what was committed when it started.
-            pending_ids = [row[0] for row in self.backend.query("SELECT id FROM PendingSummaryKeys")]
             site_months = sorted(set(self.backend.query(statements.site_months)))
             steps = (statements.jobs_site_month, statements.summaries_site_month,
                      statements.normalised_site_month)
 
             def work(tx: Transaction, batch: Sequence[tuple]) -> int:
-                return sum(tx.execute(step, list(site_month)) for site_month in batch for step in steps)
+                self._gate(tx)
+                rows = 0
+                for site_month in batch:
+                    params = list(site_month)
+                    rows += sum(tx.execute(step, params) for step in steps)
+                    tx.execute(statements.unmark_stale_site_month, params)
+                    tx.execute(statements.mark_stale_site_month, params)
+                    # every entry of the site-month is covered: under the gate, no load
+                    # commits between the recomputation and this delete
+                    report.pending_cleared += tx.execute(statements.delete_pending_site_month, params)
+                return rows
 
             self._in_batches(report, started, site_months, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
             report.site_months = len(site_months)
-            self._finish(report, "PendingSummaryKeys", pending_ids)
+            self._finish(report, None, [])
             return
 
-        # Incremental: the pending rows up to the highest id seen now, in id order and in
-        # chunks (bounded memory and transactions); later rows are the next run's. Only
-        # ids travel: the keys are copied into the work table on the server.
+        # Incremental: the pending entries up to the highest id seen now, in id order and
+        # in chunks (bounded memory and transactions); later ones are the next run's. Each
+        # chunk is read inside its own gated transaction, so no load commits while the
+        # transaction works: every job a recomputation reads was committed when the chunk
+        # was read, and every committed entry of a recomputed key is covered by it.
         (high,) = self.backend.query("SELECT MAX(id) FROM PendingSummaryKeys")[0]
         if high is None:
             log.info("Nothing loaded since the last run")
-        select = f"SELECT id FROM PendingSummaryKeys WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"  # noqa: S608
-        steps = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
+        recompute = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
         site_months: set[tuple] = set()
         last = 0
         last_note = self._clock()
         while high is not None:
-            ids = [row[0] for row in self.backend.query(select, [last, high, KEYS_PER_TRANSACTION])]
-            if not ids:
-                break
-            last = ids[-1]
             with self.backend.transaction() as tx:
-                for statement in statements.create_work:
+                self._gate(tx)
+                for statement in (*statements.create_work, *statements.clear_work):
                     tx.execute(statement)
-                tx.execute(statements.clear_work)
-                for chunk in _chunks(ids):
-                    tx.execute(statements.fill_work_from(len(chunk)), chunk)
-                chunk_site_months = tx.query(statements.work_site_months)
-                report.keys += sum(int(row[3]) for row in chunk_site_months)
-                report.rows += sum(tx.execute(step) for step in steps)
-                # the bookkeeping rows go with the recomputation they caused
-                self._delete_ids(tx, "PendingSummaryKeys", ids)
-            report.pending_cleared += len(ids)
-            site_months.update(tuple(row[:3]) for row in chunk_site_months)
+                tx.execute(statements.fill_pending, [last, high, KEYS_PER_TRANSACTION])
+                ((entries, top),) = tx.query(statements.pending_span)
+                if not entries:
+                    break
+                # the keys to recompute: recompute entries, and deltas that may not be added
+                tx.execute(statements.work_from_entries)
+                if statements.work_from_deltas is not None:
+                    tx.execute(statements.work_from_deltas)
+                recomputed = tx.query(statements.work_site_months)
+                report.rows += sum(tx.execute(step) for step in recompute)
+                tx.execute(statements.unmark_stale_work)
+                tx.execute(statements.mark_stale_work)
+                # all entries of a recomputed key, of this chunk or not: all are covered
+                cleared = tx.execute(statements.delete_pending_of_work)
+                added: list[tuple] = []
+                if statements.apply_deltas is not None and statements.delta_site_months is not None:
+                    added = tx.query(statements.delta_site_months)
+                    if added:
+                        report.rows += tx.execute(statements.apply_deltas)
+                # what is left of the chunk: the deltas just added
+                cleared += tx.execute(statements.delete_pending_of_chunk)
+            last = int(top)
+            report.pending_cleared += cleared
+            report.keys += sum(int(row[3]) for row in recomputed)
+            report.delta_keys += sum(int(row[3]) for row in added)
+            report.keys += sum(int(row[3]) for row in added)
+            site_months.update(tuple(int(v) for v in row[:3]) for row in (*recomputed, *added))
             now = self._clock()
             if now - last_note >= self.settings.progress_interval:
                 last_note = now
@@ -201,6 +254,12 @@ class Summariser:
                          report.pending_cleared, report.keys, report.rows, now - started)
         report.site_months = len(site_months)
         self._finish(report, None, [])
+
+    def _gate(self, tx: Transaction) -> None:
+        """MySQL: wait for the loads in progress and keep new ones out until this
+        transaction ends (``apel.db.pending``). SQLite's writers are serialised anyway."""
+        if self.dialect.name == "mysql":
+            tx.execute(pending.GATE_EXCLUSIVE)
 
     # -- cloud ------------------------------------------------------------------------------
 

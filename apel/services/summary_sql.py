@@ -18,6 +18,10 @@ MySQL and SQLite differ are filled in from :class:`Dialect`:
   the value is taken in thousandths as an integer and the division is done in integers
   (see :func:`_sqlite_normalised`). 201 × 10.5 = 2110.5 gives 2111 on both.
 
+Adding job deltas to HSS rows (:class:`CpuStatements`) is MySQL only, as only the MySQL
+backend writes delta entries; there the delta entries are grouped by the same collation
+as the jobs, and the added row keeps the same spelling and normalisation rules.
+
 Placeholders are the backend's own (``%s`` or ``?``); every value is a parameter.
 Table and column names are fixed text of this module, never input.
 """
@@ -29,6 +33,9 @@ Table and column names are fixed text of this module, never input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
+from apel.db.pending import DELTA_COLUMNS
 
 # HSS key columns in table order (the primary key of HybridSuperSummaries).
 HSS_KEY = (
@@ -46,8 +53,10 @@ CLOUD_SUMMARY_COLUMNS = (
     "WallDuration", "CpuDuration", "CpuCount", "NetworkInbound", "NetworkOutbound", "Memory",
     "Disk", "BenchmarkType", "Benchmark", "NumberOfVMs", "PublisherDNID",
 )
-# The temporary table of HSS keys an incremental run recomputes (one connection's own).
+# The temporary tables of an incremental run (one connection's own): the HSS keys it
+# recomputes, and the chunk of PendingSummaryKeys entries it works on.
 WORK_KEYS = "SummariserWorkKeys"
+WORK_PENDING = "SummariserWorkPending"
 SUMMARISER_PUBLISHER = "summariser"
 
 
@@ -189,34 +198,46 @@ def _into_hss() -> str:
 
 @dataclass(frozen=True)
 class CpuStatements:
-    """The three HSS steps, per site-month and per set of keys, plus their bookkeeping."""
+    """The three HSS steps, per site-month and per set of keys, the job deltas, and the
+    bookkeeping that goes with them (PendingSummaryKeys, StaleSummaryKeys).
+
+    An incremental transaction copies a chunk of pending entries into
+    :data:`WORK_PENDING`, collects the keys to recompute into :data:`WORK_KEYS`
+    (recompute entries; on MySQL also delta entries whose key has a summary source or a
+    stale HSS row), recomputes them, adds the remaining delta entries (MySQL), and clears
+    the bookkeeping. Statements without parameters work on the two work tables.
+    """
 
     jobs_site_month: str
     summaries_site_month: str
     normalised_site_month: str
+    unmark_stale_site_month: str
+    mark_stale_site_month: str
+    delete_pending_site_month: str
     jobs_keys: str
     summaries_keys: str
     normalised_keys: str
     create_work: tuple[str, ...]
-    clear_work: str
-    fill_work: str
+    clear_work: tuple[str, ...]
+    fill_pending: str  # parameters: lowest id (exclusive), highest id, how many
+    pending_span: str
+    work_from_entries: str
+    work_from_deltas: Optional[str]  # None: the dialect has no delta path (SQLite)
     work_site_months: str
+    unmark_stale_work: str
+    mark_stale_work: str
+    delete_pending_of_work: str
+    delta_site_months: Optional[str]
+    apply_deltas: Optional[str]
+    delete_pending_of_chunk: str
     site_months: str
     mark: str
-
-    def fill_work_from(self, ids: int) -> str:
-        """Copy the keys of ``ids`` PendingSummaryKeys rows (given as parameters) into
-        the work table; keys equal under the schema's collation become one row."""
-        marks = ", ".join([self.mark] * ids)
-        return (
-            f"{self.fill_work.split(' VALUES ')[0]} SELECT {_columns(HSS_KEY)}"
-            f" FROM PendingSummaryKeys WHERE id IN ({marks})"
-        )
 
 
 def cpu_statements(d: Dialect) -> CpuStatements:
     """Every statement of a ``cpu`` run in dialect ``d``."""
     m = d.mark
+    mysql = d.name == "mysql"
     where_job = (
         f" FROM JobRecords j{d.index('SummaryIdx')}"
         f" WHERE j.SiteID = {m} AND j.EndYear = {m} AND j.EndMonth = {m}"
@@ -226,22 +247,42 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         f" FROM NormalisedSummaries n WHERE n.SiteID = {m} AND n.Year = {m} AND n.Month = {m}"
     )
 
-    def on(alias: str, infrastructure: str, year: str, month: str, level: bool = True) -> str:
+    def on(alias: str, infrastructure: str, year: str, month: str, level: bool = True, k: str = "k") -> str:
+        """Row ``alias`` (a source, or a table of HSS keys) has the HSS key of row ``k``."""
         terms = [
-            f"{alias}.SiteID = k.SiteID", f"{alias}.{year} = k.Year", f"{alias}.{month} = k.Month",
-            f"{alias}.VOID = k.VOID", f"{alias}.GlobalUserNameID = k.GlobalUserNameID",
-            f"{alias}.VOGroupID = k.VOGroupID", f"{alias}.VORoleID = k.VORoleID",
-            f"{alias}.SubmitHostID = k.SubmitHostID",
-            d.same(f"{alias}.{infrastructure}", "k.Infrastructure"),
-            d.same(f"{alias}.ServiceLevelType", "k.ServiceLevelType"),
-            f"{alias}.ServiceLevel = k.ServiceLevel" if level else "k.ServiceLevel = 0",
-            f"{alias}.NodeCount = k.NodeCount", f"{alias}.Processors = k.Processors",
+            f"{alias}.SiteID = {k}.SiteID", f"{alias}.{year} = {k}.Year", f"{alias}.{month} = {k}.Month",
+            f"{alias}.VOID = {k}.VOID", f"{alias}.GlobalUserNameID = {k}.GlobalUserNameID",
+            f"{alias}.VOGroupID = {k}.VOGroupID", f"{alias}.VORoleID = {k}.VORoleID",
+            f"{alias}.SubmitHostID = {k}.SubmitHostID",
+            d.same(f"{alias}.{infrastructure}", f"{k}.Infrastructure"),
+            d.same(f"{alias}.ServiceLevelType", f"{k}.ServiceLevelType"),
+            f"{alias}.ServiceLevel = {k}.ServiceLevel" if level else f"{k}.ServiceLevel = 0",
+            f"{alias}.NodeCount = {k}.NodeCount", f"{alias}.Processors = {k}.Processors",
         ]
         return " AND ".join(terms)
 
-    # The work table is small and drives the join, so each key is one index lookup:
+    def keys_of(alias: str) -> str:
+        return ", ".join(f"{alias}.{column}" for column in HSS_KEY)
+
+    # The sources of the HSS row with the key of row ``k``, each one index lookup.
+    def has_jobs(k: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM JobRecords j{d.index('SummaryIdx')} WHERE "
+                + on("j", "InfrastructureType", "EndYear", "EndMonth", k=k) + ")")
+
+    def has_summary(k: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM Summaries s WHERE "
+                f"{on('s', 'InfrastructureType', 'Year', 'Month', k=k)})")
+
+    def has_normalised(k: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM NormalisedSummaries n WHERE "
+                f"{on('n', 'Infrastructure', 'Year', 'Month', level=False, k=k)})")
+
+    def no_source(k: str) -> str:
+        return f"NOT {has_jobs(k)} AND NOT {has_summary(k)} AND NOT {has_normalised(k)}"
+
+    # The work tables are small and drive the joins, so each key is one index lookup:
     # MySQL's STRAIGHT_JOIN and SQLite's CROSS JOIN keep the tables in this order.
-    join = "STRAIGHT_JOIN" if d.name == "mysql" else "CROSS JOIN"
+    join = "STRAIGHT_JOIN" if mysql else "CROSS JOIN"
     jobs_keys = (
         _into_hss() + _job_select(d) + f" FROM {WORK_KEYS} k {join} JobRecords j{d.index('SummaryIdx')} ON "
         + on("j", "InfrastructureType", "EndYear", "EndMonth") + _job_group(d)
@@ -255,8 +296,23 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         + f" FROM {WORK_KEYS} k {join} NormalisedSummaries n{d.index('PRIMARY')} ON "
         + on("n", "Infrastructure", "Year", "Month", level=False)
     )
-    key_marks = ", ".join([m] * len(HSS_KEY))
-    if d.name == "sqlite":
+    pending_columns = _columns(("id",) + HSS_KEY + DELTA_COLUMNS)
+    if mysql:
+        create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {WORK_KEYS} (SiteID INT NOT NULL,"
+            " Month INT NOT NULL, Year INT NOT NULL, GlobalUserNameID INT NOT NULL,"
+            " VOID INT NOT NULL, VOGroupID INT NOT NULL, VORoleID INT NOT NULL,"
+            " SubmitHostID INT NOT NULL, Infrastructure VARCHAR(20) NOT NULL,"
+            " ServiceLevelType VARCHAR(50) NOT NULL, ServiceLevel DECIMAL(10,3) NOT NULL,"
+            " NodeCount INT UNSIGNED NOT NULL, Processors INT UNSIGNED NOT NULL,"
+            " PRIMARY KEY (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID,"
+            " SubmitHostID, Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+            # the same columns and keys as PendingSummaryKeys
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {WORK_PENDING} LIKE PendingSummaryKeys",
+        )
+        delete_joined = "DELETE {target} FROM {driver} {join} {table} {target}{hint} ON {on}"
+    else:
         create = (
             f"CREATE TEMP TABLE IF NOT EXISTS {WORK_KEYS} (SiteID INTEGER NOT NULL,"
             " Month INTEGER NOT NULL, Year INTEGER NOT NULL, GlobalUserNameID INTEGER NOT NULL,"
@@ -268,37 +324,133 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             " Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID,"
             " rtrim(Infrastructure, ' ') COLLATE NOCASE, rtrim(ServiceLevelType, ' ') COLLATE NOCASE,"
             " ServiceLevel, NodeCount, Processors)",
+            f"CREATE TEMP TABLE IF NOT EXISTS {WORK_PENDING} (id INTEGER PRIMARY KEY,"
+            " SiteID INTEGER NOT NULL, Month INTEGER NOT NULL, Year INTEGER NOT NULL,"
+            " GlobalUserNameID INTEGER NOT NULL, VOID INTEGER NOT NULL, VOGroupID INTEGER NOT NULL,"
+            " VORoleID INTEGER NOT NULL, SubmitHostID INTEGER NOT NULL,"
+            " Infrastructure TEXT NOT NULL COLLATE NOCASE, ServiceLevelType TEXT NOT NULL COLLATE NOCASE,"
+            " ServiceLevel REAL NOT NULL, NodeCount INTEGER NOT NULL, Processors INTEGER NOT NULL,"
+            " InfrastructureDescription TEXT NULL COLLATE NOCASE, EarliestEndTime DATETIME NULL,"
+            " LatestEndTime DATETIME NULL, WallDuration INTEGER NULL, CpuDuration INTEGER NULL,"
+            " NumberOfJobs INTEGER NULL)",
         )
-    else:
-        create = (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {WORK_KEYS} (SiteID INT NOT NULL,"
-            " Month INT NOT NULL, Year INT NOT NULL, GlobalUserNameID INT NOT NULL,"
-            " VOID INT NOT NULL, VOGroupID INT NOT NULL, VORoleID INT NOT NULL,"
-            " SubmitHostID INT NOT NULL, Infrastructure VARCHAR(20) NOT NULL,"
-            " ServiceLevelType VARCHAR(50) NOT NULL, ServiceLevel DECIMAL(10,3) NOT NULL,"
-            " NodeCount INT UNSIGNED NOT NULL, Processors INT UNSIGNED NOT NULL,"
-            " PRIMARY KEY (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID,"
-            " SubmitHostID, Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)"
-            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+        # SQLite deletes from one table: the rows are chosen by rowid through the join
+        delete_joined = (
+            "DELETE FROM {table} WHERE rowid IN (SELECT {target}.rowid FROM {driver} {join} {table} {target}"
+            " ON {on})"
         )
+
+    def delete_of(driver: str, table: str, target: str, condition: str, hint: str = "") -> str:
+        return delete_joined.format(target=target, driver=driver, join=join, table=table, hint=hint,
+                                    on=condition)
+
+    key_columns = _columns(HSS_KEY)
+    # a recompute entry means: recompute. SQLite writes no deltas; if it met one, recomputing
+    # its key would still be right.
+    recompute_only = " WHERE NumberOfJobs IS NULL" if mysql else ""
+    work_from_deltas = apply_deltas = delta_site_months = None
+    if mysql:
+        # A delta may only be added where the HSS row is the sum of the key's jobs before
+        # the load: not where a summary or normalised summary feeds the row (they win), nor
+        # where the row is stale (no source, kept from jobs that moved away).
+        work_from_deltas = (
+            f"INSERT IGNORE INTO {WORK_KEYS} ({key_columns}) SELECT {keys_of('p')} FROM {WORK_PENDING} p"
+            f" WHERE p.NumberOfJobs IS NOT NULL AND ({has_summary('p')} OR {has_normalised('p')}"
+            f" OR EXISTS (SELECT 1 FROM StaleSummaryKeys t WHERE"
+            f" {on('t', 'Infrastructure', 'Year', 'Month', k='p')}))"
+        )
+        deltas = (
+            f" FROM {WORK_PENDING} p WHERE p.NumberOfJobs IS NOT NULL"
+            f" AND NOT EXISTS (SELECT 1 FROM {WORK_KEYS} k WHERE"
+            f" {on('p', 'Infrastructure', 'Year', 'Month')})"
+        )
+        delta_group = (
+            " GROUP BY p.SiteID, p.Year, p.Month, p.VOID, p.GlobalUserNameID, p.VOGroupID, p.VORoleID,"
+            " p.SubmitHostID, p.Infrastructure, p.ServiceLevelType, p.ServiceLevel, p.NodeCount, p.Processors"
+        )
+        delta_site_months = (
+            "SELECT SiteID, Year, Month, COUNT(*) FROM"
+            f" (SELECT p.SiteID, p.Year, p.Month{deltas}{delta_group}) AS added GROUP BY SiteID, Year, Month"
+        )
+
+        def smallest(column: str) -> str:  # the binary-smallest spelling of the two
+            return (f"{column} = IF(CAST(VALUES({column}) AS BINARY) < CAST({column} AS BINARY),"
+                    f" VALUES({column}), {column})")
+
+        # ON DUPLICATE KEY UPDATE assigns left to right, each assignment seeing the ones
+        # before: the normalised durations are computed from the new sums, with the same
+        # exact ROUND as a recomputation (tests/test_summariser_incremental.py checks it).
+        apply_deltas = (
+            f"INSERT INTO HybridSuperSummaries ({_columns(HSS_COLUMNS)})"
+            " SELECT p.SiteID, p.Month, p.Year, p.GlobalUserNameID, p.VOID, p.VOGroupID, p.VORoleID,"
+            f" p.SubmitHostID, {d.spelling('p.Infrastructure')}, {d.spelling('p.InfrastructureDescription')},"
+            f" {d.spelling('p.ServiceLevelType')}, p.ServiceLevel, p.NodeCount, p.Processors,"
+            " MIN(p.EarliestEndTime), MAX(p.LatestEndTime), SUM(p.WallDuration), SUM(p.CpuDuration),"
+            f" {d.normalised('SUM(p.WallDuration)', 'p.ServiceLevel', 'p.ServiceLevelType')},"
+            f" {d.normalised('SUM(p.CpuDuration)', 'p.ServiceLevel', 'p.ServiceLevelType')},"
+            f" SUM(p.NumberOfJobs){deltas}{delta_group}"
+            f" ON DUPLICATE KEY UPDATE {smallest('Infrastructure')}, {smallest('InfrastructureDescription')},"
+            f" {smallest('ServiceLevelType')},"
+            " EarliestEndTime = LEAST(EarliestEndTime, VALUES(EarliestEndTime)),"
+            " LatestEndTime = GREATEST(LatestEndTime, VALUES(LatestEndTime)),"
+            " WallDuration = WallDuration + VALUES(WallDuration),"
+            " CpuDuration = CpuDuration + VALUES(CpuDuration),"
+            f" NormalisedWallDuration = {d.normalised('WallDuration', 'ServiceLevel', 'ServiceLevelType')},"
+            f" NormalisedCpuDuration = {d.normalised('CpuDuration', 'ServiceLevel', 'ServiceLevelType')},"
+            " NumberOfJobs = NumberOfJobs + VALUES(NumberOfJobs)"
+        )
+    site_month = f" WHERE h.SiteID = {m} AND h.Year = {m} AND h.Month = {m}"
     site_months = (
         "SELECT SiteID, EndYear, EndMonth FROM JobRecords GROUP BY SiteID, EndYear, EndMonth"
         " UNION SELECT SiteID, Year, Month FROM Summaries"
         " UNION SELECT SiteID, Year, Month FROM NormalisedSummaries"
+        # site-months whose HSS rows all lost their sources: their stale keys are recorded
+        " UNION SELECT SiteID, Year, Month FROM HybridSuperSummaries GROUP BY SiteID, Month, Year"
     )
     return CpuStatements(
         jobs_site_month=_into_hss() + _job_select(d) + where_job + _job_group(d),
         summaries_site_month=_into_hss() + _summary_select(d) + where_summary,
         normalised_site_month=_into_hss() + _NORMALISED_SELECT + where_normalised,
+        unmark_stale_site_month=(
+            f"DELETE FROM StaleSummaryKeys WHERE SiteID = {m} AND Year = {m} AND Month = {m}"
+        ),
+        mark_stale_site_month=(
+            f"INSERT INTO StaleSummaryKeys ({key_columns}) SELECT {keys_of('h')} FROM HybridSuperSummaries h"
+            f"{site_month} AND {no_source('h')}"
+        ),
+        delete_pending_site_month=(
+            f"DELETE FROM PendingSummaryKeys WHERE SiteID = {m} AND Year = {m} AND Month = {m}"
+        ),
         jobs_keys=jobs_keys,
         summaries_keys=summaries_keys,
         normalised_keys=normalised_keys,
         create_work=create,
-        clear_work=f"DELETE FROM {WORK_KEYS}",
-        fill_work=f"{d.insert_ignore} INTO {WORK_KEYS} ({_columns(HSS_KEY)}) VALUES ({key_marks})",
+        clear_work=(f"DELETE FROM {WORK_KEYS}", f"DELETE FROM {WORK_PENDING}"),
+        fill_pending=(
+            f"INSERT INTO {WORK_PENDING} ({pending_columns}) SELECT {pending_columns} FROM PendingSummaryKeys"
+            f" WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"
+        ),
+        pending_span=f"SELECT COUNT(*), MAX(id) FROM {WORK_PENDING}",
+        work_from_entries=(
+            f"{d.insert_ignore} INTO {WORK_KEYS} ({key_columns}) SELECT {key_columns} FROM {WORK_PENDING}"
+            + recompute_only
+        ),
+        work_from_deltas=work_from_deltas,
         work_site_months=(
             f"SELECT SiteID, Year, Month, COUNT(*) FROM {WORK_KEYS} GROUP BY SiteID, Year, Month"
         ),
+        unmark_stale_work=delete_of(WORK_KEYS + " k", "StaleSummaryKeys", "t",
+                                    on("t", "Infrastructure", "Year", "Month")),
+        mark_stale_work=(
+            f"INSERT INTO StaleSummaryKeys ({key_columns}) SELECT {keys_of('h')} FROM {WORK_KEYS} k"
+            f" {join} HybridSuperSummaries h ON {on('h', 'Infrastructure', 'Year', 'Month')}"
+            f" WHERE {no_source('h')}"
+        ),
+        delete_pending_of_work=delete_of(WORK_KEYS + " k", "PendingSummaryKeys", "p",
+                                         on("p", "Infrastructure", "Year", "Month"), d.index("KeyIdx")),
+        delta_site_months=delta_site_months,
+        apply_deltas=apply_deltas,
+        delete_pending_of_chunk=delete_of(WORK_PENDING + " w", "PendingSummaryKeys", "p", "p.id = w.id"),
         site_months=site_months,
         mark=m,
     )
