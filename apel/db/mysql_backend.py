@@ -473,13 +473,15 @@ class MySQLBackend(Backend):
             pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
             return
 
-        def rows_replaced() -> int:
+        def rows_replaced() -> Optional[int]:
             # this session's row updates and deletes so far: a REPLACE that meets a stored
             # row (or an earlier row of the same statement) updates or deletes it, and
             # counts here even when the new row is identical to it, where its changed-row
-            # count does not (an identical row counts once, like a new one)
+            # count does not (an identical row counts once, like a new one). None if the
+            # server does not say (then no delta: a recompute entry is always right).
             cur.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_update', 'Handler_delete')")
-            return sum(int(value) for _, value in cur.fetchall())
+            found = cur.fetchall()
+            return sum(int(value) for _, value in found) if len(found) == 2 else None
 
         added = False  # only new jobs: their keys get delta entries
         if record_type != model.JOB:  # summary keys are primary keys: a replaced row has the same
@@ -489,7 +491,7 @@ class MySQLBackend(Backend):
             before = rows_replaced()
             changed = self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
             self._expect_replaced = changed > len(part)
-            added = not replaced and changed == len(part) and rows_replaced() == before
+            added = not replaced and changed == len(part) and before is not None and rows_replaced() == before
             keys += replaced
         else:
             cur.execute("SAVEPOINT apel_jobs")
@@ -503,7 +505,7 @@ class MySQLBackend(Backend):
                 self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns, again=True)
                 self._expect_replaced = True
             else:
-                added = rows_replaced() == before
+                added = before is not None and rows_replaced() == before
         deltas = pending.job_deltas(layout.columns, part.columns) if added else None
         # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
         if deltas is not None:
