@@ -87,7 +87,7 @@ MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
 # Pending entries read and applied per transaction in an incremental run (bounds memory
 # and transaction size, hence how long loaders wait at the gate; a key met again in a
 # later chunk is simply recomputed or added to again).
-KEYS_PER_TRANSACTION = 20000
+KEYS_PER_TRANSACTION = 5000
 # Site-months per transaction in a full run.
 SITE_MONTHS_PER_TRANSACTION = 1
 _DELETE_CHUNK = 1000
