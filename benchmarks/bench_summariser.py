@@ -12,7 +12,12 @@ Steps, on one MariaDB from ``apel.testkit.services.MariaDB`` in a temporary dire
 3. full: ``apelsummariser --full`` on the same data (steady state, nothing pending): the
    work the old summariser does on every run;
 4. incremental: one new 1,000-record message (another seed, same sites and months) is
-   loaded, then ``apelsummariser`` runs incrementally.
+   loaded, then ``apelsummariser`` runs incrementally. The message replaces no stored
+   job, so the loader records delta entries (``apel.db.pending``): the run adds them to
+   the HSS rows of the keys they touch (about 1,000 keys in 70 site-months) without
+   reading those keys' other jobs, so its time follows the new records, not the
+   1,000,000 stored ones. (Before delta entries it recomputed each touched key from all
+   its jobs: 1.6 s against 17.1 s for --full, 11×.)
 
 Seconds are the summariser's own timing (its "Summarised ..." log line; interpreter
 start-up excluded); the command's wall time is shown as well. Peak RSS is the
