@@ -279,8 +279,8 @@ CREATE TABLE IF NOT EXISTS SyncRecords (
 -- HSS keys fed by loaded (or replaced) jobs, summaries and normalised summaries. An entry
 -- with NumberOfJobs NULL means "recompute this key from its sources"; one with the delta
 -- columns set means "these jobs were added at this key and nothing was replaced" (the
--- summariser adds them to the HSS row). KeyIdx serves the summariser's deletes by key and
--- by site-month.
+-- summariser adds them to the HSS row). The summariser reads and deletes the entries of
+-- whole site-months (SiteMonthIdx).
 CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   SiteID INT NOT NULL,
@@ -303,8 +303,7 @@ CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   CpuDuration BIGINT UNSIGNED NULL,
   NumberOfJobs BIGINT UNSIGNED NULL,
   PRIMARY KEY (id),
-  KEY KeyIdx (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID,
-              Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)
+  KEY SiteMonthIdx (SiteID, Month, Year)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 -- HSS keys whose row has no source left (its jobs moved to other keys; HSS is never

@@ -261,8 +261,7 @@ CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   CpuDuration INTEGER NULL,
   NumberOfJobs INTEGER NULL
 );
-CREATE INDEX IF NOT EXISTS PendingSummaryKeys_KeyIdx ON PendingSummaryKeys (
-  SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID, SubmitHostID);
+CREATE INDEX IF NOT EXISTS PendingSummaryKeys_SiteMonthIdx ON PendingSummaryKeys (SiteID, Month, Year);
 
 CREATE TABLE IF NOT EXISTS StaleSummaryKeys (
   SiteID INTEGER NOT NULL,

@@ -359,17 +359,20 @@ def test_each_delta_case_on_mariadb(mariadb):
             db.close()
 
 
-def test_a_key_recomputed_in_one_chunk_takes_its_deltas_in_later_chunks_along(mariadb, monkeypatch):
-    """One pending entry per transaction: the recomputation of A (a job moved away) already
-    counts the job added at A later, so it must clear A's delta entry of the next chunk too."""
+def test_a_site_month_s_entries_are_never_split_between_transactions(mariadb, monkeypatch):
+    """With one pending entry per transaction, a transaction still takes all entries of
+    its site-month: the recomputation of A (a job moved away) counts the job added at A
+    later, so it must take A's delta entry along, not leave it for another transaction."""
     from apel.services import summariser
 
     monkeypatch.setattr(summariser, "KEYS_PER_TRANSACTION", 1)
     dbs = [mysql_backend(mariadb, name) for name in ("apel_chunks_i", "apel_chunks_f")]
     try:
-        sequence = [(JOB, [_a(0, 100), _a(1, 101)]), RUN, (JOB, [_b(1, 101)]), (JOB, [_a(2, 50)])]
+        sequence = [(JOB, [_a(0, 100), _a(1, 101), _c(2, 10)]), RUN,
+                    (JOB, [_b(1, 101)]), (JOB, [_a(3, 50)]), (JOB, [_c(4, 20)])]
         reports = replay(*dbs, sequence)
-        assert (reports[1].keys, reports[1].delta_keys, reports[1].pending_cleared) == (2, 0, 3)
+        # B and A (recomputed), then C (added): 4 entries in two transactions
+        assert (reports[1].keys, reports[1].delta_keys, reports[1].pending_cleared) == (3, 1, 4)
         assert hss_row(dbs[0], "10.500")["NumberOfJobs"] == 2
     finally:
         for db in dbs:
@@ -501,13 +504,15 @@ class _Hooked:
                          ids=["repeatable-read", "read-committed", "read-committed-no-gate"])
 @pytest.mark.parametrize("mode", ["incremental", "full"])
 def test_a_load_committing_during_a_run_is_counted_once(mariadb, monkeypatch, mode, isolation, gate):
-    """Another loader commits new jobs at a key the run is recomputing, between the
-    recomputation and the delete of the key's (incremental) or site-month's (full) pending
-    entries. The gate holds the load back until the run's transaction has committed, so its
-    jobs are added by the next run, whatever the isolation level. Without the gate (the
-    check that this test can fail) and in READ COMMITTED, where the summariser's reads take
-    no locks that would hold the load back too, the load commits in between, the delete
-    takes its entry with it, and its jobs are never counted."""
+    """Another loader commits new jobs at a key the run is recomputing: incremental, after
+    the run read its pending entries and before it recomputes; full, after the run
+    recomputed the site-month and before it deletes the site-month's entries. The gate
+    holds the load back until the run's transaction has committed, so its jobs are added
+    by the next run, whatever the isolation level. Without the gate (the check that this
+    test can fail) and in READ COMMITTED, where the summariser's reads take no locks that
+    would hold the load back too, the load commits in between: the incremental run counts
+    its jobs in the recomputation and leaves its delta entry for the next run, which adds
+    them again; the full run deletes its entry with the others, so they are never counted."""
     name = f"apel_race_{mode}_{isolation.split()[0].lower()}_{gate}"
     db = mysql_backend(mariadb, name)
     other = mysql_backend(mariadb, name, fresh=False)
@@ -520,7 +525,7 @@ def test_a_load_committing_during_a_run_is_counted_once(mariadb, monkeypatch, mo
         # job 1 moves from A to B: both keys are recomputed by the next incremental run
         db.load_message(ParsedMessage(JOB, "test", [_b(1, 101)]), PUBLISHER)
         statements = summary_sql.cpu_statements(summary_sql.MYSQL)
-        hooked = statements.delete_pending_site_month if mode == "full" else statements.delete_pending_of_work
+        hooked = statements.delete_pending_site_month if mode == "full" else statements.jobs_keys
         late = threading.Thread(target=other.load_message,
                                 args=(ParsedMessage(JOB, "test", [_b(3, 1000), _b(4, 2000)]), PUBLISHER))
         finished: list[bool] = []

@@ -45,8 +45,9 @@ progress and holds new ones back until it commits. SQLite serialises writers any
 
 Both tables only ever get plain inserts (auto-increment ids, no unique key), so
 concurrent loaders never wait on each other here. The summariser deletes what it has
-covered: the entries it applied, every entry of a key it recomputed, every entry of a
-site-month a full run recomputed; entries committed later stay for the next run.
+covered: each of its transactions the entries it read (all those of its site-months), a
+full run's the entries of the site-month it recomputed; entries committed later stay
+for the next run.
 """
 
 # Every statement here is built from this module's fixed table and column names and the

@@ -20,8 +20,9 @@ keys its job/summary rows feed, including the key of a job row it replaces
 (``PendingSummaryKeys``), and the site-months of its cloud records plus those of the
 stored records of the same VMs (``PendingCloudMonths``); see ``apel.db.pending``. A
 ``cloud`` run recomputes exactly those site-months. A ``cpu`` run works through the
-pending entries in id order, a chunk per transaction, each transaction applying every
-source in precedence order:
+pending entries a few site-months per transaction (all entries of a site-month in one,
+so a key's entries are never split), each transaction applying every source in
+precedence order:
 
 - a key with a *recompute entry* is recomputed from all its current source rows, which
   writes exactly what a full run writes for it (HSS is replace-only);
@@ -38,16 +39,14 @@ source in precedence order:
   the recomputed keys; full: every HSS row of each site-month).
 
 Each transaction first takes the ``SummariserGate`` row ``FOR UPDATE`` (MySQL; loaders
-take it in share mode) and reads its chunk inside, so it sees a fixed set of committed
-loads: every job a recomputation reads was committed when the chunk was read, and no job
-is both recomputed and added again later. A recomputed key takes all its pending
-entries with it (whatever their chunk: they are covered), applied deltas take exactly
-their own; entries committed later stay for the next run, and a failed run leaves
-everything to be redone. Every key a full run would change is pending, so an
-incremental run leaves the tables as a full run would. ``--full`` (and the first run on
-a database, recognised by the missing ``LastUpdated`` row ``summariser-<type>``)
-recomputes every site-month, each in one gated transaction that also clears the
-site-month's pending entries.
+take it in share mode) and reads its entries inside, so it sees a fixed set of committed
+loads: every job a recomputation reads has its entry among those read, and no job is
+both recomputed and added again later. It deletes exactly the entries it read; entries
+committed later stay for the next run, and a failed run leaves everything to be redone.
+Every key a full run would change is pending, so an incremental run leaves the tables
+as a full run would. ``--full`` (and the first run on a database, recognised by the
+missing ``LastUpdated`` row ``summariser-<type>``) recomputes every site-month, each in
+one gated transaction that also clears the site-month's pending entries.
 
 With the stale clean-up enabled, a cloud run also recomputes every site-month inside
 the clean-up window: the clean-up deletes what the run did not refresh there, so the
@@ -55,8 +54,8 @@ window must be refreshed completely, as a full run does.
 
 **Transactions.** The old summariser ran its three steps as three table-wide commits,
 so for a while HSS held job rows that a summary was about to replace. Here each unit
-of work (one site-month in a full run, one chunk of pending keys in an incremental
-run) is one transaction applying jobs, then summaries, then normalised summaries:
+of work (one site-month in a full run, the pending entries of a few site-months in an
+incremental run) is one transaction applying jobs, then summaries, then normalised summaries:
 readers never see a half-applied precedence, locks are held briefly (loaders of job and
 summary messages wait for them at the gate), and a run that dies leaves every finished
 unit in place. Rows loaded, changed or deleted other than through a backend's
@@ -84,9 +83,9 @@ CPU = "cpu"
 CLOUD = "cloud"
 TYPES = (CPU, CLOUD)
 MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
-# Pending entries read and applied per transaction in an incremental run (bounds memory
-# and transaction size, hence how long loaders wait at the gate; a key met again in a
-# later chunk is simply recomputed or added to again).
+# Pending entries read and applied per transaction in an incremental run, in whole
+# site-months (bounds memory and transaction size, hence how long loaders wait at the
+# gate; a site-month with more entries is one transaction, as in a full run).
 KEYS_PER_TRANSACTION = 5000
 # Site-months per transaction in a full run.
 SITE_MONTHS_PER_TRANSACTION = 1
@@ -124,6 +123,21 @@ def month_before(when: dt.datetime, days: int) -> tuple[int, int]:
     """(year, month) of the month containing ``when`` − ``days`` days."""
     earlier = when - dt.timedelta(days=days)
     return earlier.year, earlier.month
+
+
+def _batches(site_months: Sequence[tuple], entries: int) -> Iterable[Sequence[tuple]]:
+    """(SiteID, Year, Month, pending entries) in consecutive groups of about ``entries``
+    entries; a site-month with more is a group of its own."""
+    batch: list[tuple] = []
+    held = 0
+    for site_month in site_months:
+        if batch and held + site_month[3] > entries:
+            yield batch
+            batch, held = [], 0
+        batch.append(site_month)
+        held += site_month[3]
+    if batch:
+        yield batch
 
 
 def _chunks(items: Sequence[Any], size: int = _DELETE_CHUNK) -> Iterable[Sequence[Any]]:
@@ -203,27 +217,26 @@ class Summariser:
             self._finish(report, None, [])
             return
 
-        # Incremental: the pending entries up to the highest id seen now, in id order and
-        # in chunks (bounded memory and transactions); later ones are the next run's. Each
-        # chunk is read inside its own gated transaction, so no load commits while the
-        # transaction works: every job a recomputation reads was committed when the chunk
-        # was read, and every committed entry of a recomputed key is covered by it.
-        (high,) = self.backend.query("SELECT MAX(id) FROM PendingSummaryKeys")[0]
-        if high is None:
+        # Incremental: the site-months with pending entries now, a few per transaction
+        # (bounded memory and transactions, at least one site-month each); entries of
+        # other site-months committed meanwhile are the next run's. Each transaction takes
+        # every entry of its site-months, read inside it behind the gate: no load commits
+        # while it works, so every job a recomputation reads has its entries among them,
+        # and a key's entries are never split between transactions.
+        pending_site_months = sorted(tuple(int(v) for v in row)
+                                     for row in self.backend.query(statements.pending_site_months))
+        if not pending_site_months:
             log.info("Nothing loaded since the last run")
         recompute = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
         site_months: set[tuple] = set()
-        last = 0
         last_note = self._clock()
-        while high is not None:
+        for batch in _batches(pending_site_months, KEYS_PER_TRANSACTION):
             with self.backend.transaction() as tx:
                 self._gate(tx)
                 for statement in (*statements.create_work, *statements.clear_work):
                     tx.execute(statement)
-                tx.execute(statements.fill_pending, [last, high, KEYS_PER_TRANSACTION])
-                ((entries, top),) = tx.query(statements.pending_span)
-                if not entries:
-                    break
+                tx.execute(statements.fill_pending_from(len(batch)),
+                           [value for site_month in batch for value in site_month[:3]])
                 # the keys to recompute: recompute entries, and deltas that may not be added
                 tx.execute(statements.work_from_entries)
                 if statements.work_from_deltas is not None:
@@ -232,17 +245,13 @@ class Summariser:
                 report.rows += sum(tx.execute(step) for step in recompute)
                 tx.execute(statements.unmark_stale_work)
                 tx.execute(statements.mark_stale_work)
-                # all entries of a recomputed key, of this chunk or not: all are covered
-                cleared = tx.execute(statements.delete_pending_of_work)
                 added: list[tuple] = []
                 if statements.apply_deltas is not None and statements.delta_site_months is not None:
                     added = tx.query(statements.delta_site_months)
                     if added:
                         report.rows += tx.execute(statements.apply_deltas)
-                # what is left of the chunk: the deltas just added
-                cleared += tx.execute(statements.delete_pending_of_chunk)
-            last = int(top)
-            report.pending_cleared += cleared
+                # exactly the entries read above: recomputed or added
+                report.pending_cleared += tx.execute(statements.delete_pending_of_chunk)
             report.keys += sum(int(row[3]) for row in recomputed)
             report.delta_keys += sum(int(row[3]) for row in added)
             report.keys += sum(int(row[3]) for row in added)

@@ -201,11 +201,12 @@ class CpuStatements:
     """The three HSS steps, per site-month and per set of keys, the job deltas, and the
     bookkeeping that goes with them (PendingSummaryKeys, StaleSummaryKeys).
 
-    An incremental transaction copies a chunk of pending entries into
-    :data:`WORK_PENDING`, collects the keys to recompute into :data:`WORK_KEYS`
-    (recompute entries; on MySQL also delta entries whose key has a summary source or a
-    stale HSS row), recomputes them, adds the remaining delta entries (MySQL), and clears
-    the bookkeeping. Statements without parameters work on the two work tables.
+    An incremental transaction copies every pending entry of some site-months into
+    :data:`WORK_PENDING` (a key's entries are never split between transactions),
+    collects the keys to recompute into :data:`WORK_KEYS` (recompute entries; on MySQL
+    also delta entries whose key has a summary source or a stale HSS row), recomputes
+    them, adds the remaining delta entries (MySQL), and deletes the entries it copied.
+    Statements without parameters work on the two work tables.
     """
 
     jobs_site_month: str
@@ -219,19 +220,24 @@ class CpuStatements:
     normalised_keys: str
     create_work: tuple[str, ...]
     clear_work: tuple[str, ...]
-    fill_pending: str  # parameters: lowest id (exclusive), highest id, how many
-    pending_span: str
+    pending_site_months: str
+    fill_pending: str  # see fill_pending_from
     work_from_entries: str
     work_from_deltas: Optional[str]  # None: the dialect has no delta path (SQLite)
     work_site_months: str
     unmark_stale_work: str
     mark_stale_work: str
-    delete_pending_of_work: str
     delta_site_months: Optional[str]
     apply_deltas: Optional[str]
     delete_pending_of_chunk: str
     site_months: str
     mark: str
+
+    def fill_pending_from(self, site_months: int) -> str:
+        """Copy every pending entry of ``site_months`` site-months, given as parameters
+        (SiteID, Year, Month each), into the work table."""
+        one = f"(SiteID = {self.mark} AND Year = {self.mark} AND Month = {self.mark})"
+        return self.fill_pending + " OR ".join([one] * site_months)
 
 
 def cpu_statements(d: Dialect) -> CpuStatements:
@@ -308,10 +314,18 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             " PRIMARY KEY (SiteID, Month, Year, GlobalUserNameID, VOID, VORoleID, VOGroupID,"
             " SubmitHostID, Infrastructure, ServiceLevelType, ServiceLevel, NodeCount, Processors)"
             ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
-            # the same columns and keys as PendingSummaryKeys
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {WORK_PENDING} LIKE PendingSummaryKeys",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {WORK_PENDING} (id BIGINT UNSIGNED NOT NULL,"
+            " SiteID INT NOT NULL, Month INT NOT NULL, Year INT NOT NULL,"
+            " GlobalUserNameID INT NOT NULL, VOID INT NOT NULL, VOGroupID INT NOT NULL,"
+            " VORoleID INT NOT NULL, SubmitHostID INT NOT NULL, Infrastructure VARCHAR(20) NOT NULL,"
+            " ServiceLevelType VARCHAR(50) NOT NULL, ServiceLevel DECIMAL(10,3) NOT NULL,"
+            " NodeCount INT UNSIGNED NOT NULL, Processors INT UNSIGNED NOT NULL,"
+            " InfrastructureDescription VARCHAR(100) NULL, EarliestEndTime DATETIME NULL,"
+            " LatestEndTime DATETIME NULL, WallDuration BIGINT UNSIGNED NULL,"
+            " CpuDuration BIGINT UNSIGNED NULL, NumberOfJobs BIGINT UNSIGNED NULL, PRIMARY KEY (id)"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
         )
-        delete_joined = "DELETE {target} FROM {driver} {join} {table} {target}{hint} ON {on}"
+        delete_joined = "DELETE {target} FROM {driver} {join} {table} {target} ON {on}"
     else:
         create = (
             f"CREATE TEMP TABLE IF NOT EXISTS {WORK_KEYS} (SiteID INTEGER NOT NULL,"
@@ -340,9 +354,8 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             " ON {on})"
         )
 
-    def delete_of(driver: str, table: str, target: str, condition: str, hint: str = "") -> str:
-        return delete_joined.format(target=target, driver=driver, join=join, table=table, hint=hint,
-                                    on=condition)
+    def delete_of(driver: str, table: str, target: str, condition: str) -> str:
+        return delete_joined.format(target=target, driver=driver, join=join, table=table, on=condition)
 
     key_columns = _columns(HSS_KEY)
     # a recompute entry means: recompute. SQLite writes no deltas; if it met one, recomputing
@@ -426,11 +439,13 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         normalised_keys=normalised_keys,
         create_work=create,
         clear_work=(f"DELETE FROM {WORK_KEYS}", f"DELETE FROM {WORK_PENDING}"),
-        fill_pending=(
-            f"INSERT INTO {WORK_PENDING} ({pending_columns}) SELECT {pending_columns} FROM PendingSummaryKeys"
-            f" WHERE id > {m} AND id <= {m} ORDER BY id LIMIT {m}"
+        pending_site_months=(
+            "SELECT SiteID, Year, Month, COUNT(*) FROM PendingSummaryKeys GROUP BY SiteID, Month, Year"
         ),
-        pending_span=f"SELECT COUNT(*), MAX(id) FROM {WORK_PENDING}",
+        fill_pending=(
+            f"INSERT INTO {WORK_PENDING} ({pending_columns}) SELECT {pending_columns}"
+            f" FROM PendingSummaryKeys{d.index('SiteMonthIdx')} WHERE "
+        ),
         work_from_entries=(
             f"{d.insert_ignore} INTO {WORK_KEYS} ({key_columns}) SELECT {key_columns} FROM {WORK_PENDING}"
             + recompute_only
@@ -446,8 +461,6 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             f" {join} HybridSuperSummaries h ON {on('h', 'Infrastructure', 'Year', 'Month')}"
             f" WHERE {no_source('h')}"
         ),
-        delete_pending_of_work=delete_of(WORK_KEYS + " k", "PendingSummaryKeys", "p",
-                                         on("p", "Infrastructure", "Year", "Month"), d.index("KeyIdx")),
         delta_site_months=delta_site_months,
         apply_deltas=apply_deltas,
         delete_pending_of_chunk=delete_of(WORK_PENDING + " w", "PendingSummaryKeys", "p", "p.id = w.id"),
