@@ -509,9 +509,8 @@ class MySQLBackend(Backend):
         deltas = pending.job_deltas(layout.columns, part.columns) if added else None
         # PendingSummaryKeys has no key but its auto-increment id: REPLACE only inserts
         if deltas is not None:
-            delta_columns = [list(values) for values in zip(*deltas)]
             self._write(cur, "PendingSummaryKeys", pending.KEY_COLUMNS + pending.DELTA_COLUMNS,
-                        pending.DELTA_TEXT_COLUMNS, delta_columns)
+                        pending.DELTA_TEXT_COLUMNS, deltas)
             return
         key_columns = [list(values) for values in zip(*keys)]
         self._write(cur, "PendingSummaryKeys", pending.KEY_COLUMNS, pending.KEY_TEXT_COLUMNS, key_columns)

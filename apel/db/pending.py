@@ -155,45 +155,49 @@ def summary_keys(
     return list(dict.fromkeys(zip(*key_columns)))
 
 
-def job_deltas(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> Optional[list[tuple]]:
-    """Delta entries (KEY_COLUMNS + DELTA_COLUMNS values) for job rows that replaced
-    nothing, given column by column as for :func:`summary_keys`: one per distinct key
-    (byte for byte, first occurrence first), holding what those jobs add to the key's
-    HSS row. The summariser merges entries whose keys are equal under the collation.
+def job_deltas(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> Optional[list[list[Any]]]:
+    """Delta entries for job rows that replaced nothing, column by column like ``data``
+    (``data[i]`` holds the values of ``columns[i]``, ids substituted; the result's columns
+    are KEY_COLUMNS + DELTA_COLUMNS): one entry per distinct key (byte for byte, first
+    occurrence first), holding what those jobs add to the key's HSS row. The summariser
+    merges entries whose keys are equal under the collation.
 
     The values are what the database stores, so the aggregates equal a recomputation's:
     min/max EndTime (naive UTC datetimes), sums of WallDuration and CpuDuration, the job
     count, and the binary-smallest InfrastructureDescription (Python orders ``str`` by
     code point, as the database orders the UTF-8 bytes). None if a sum does not fit
     BIGINT UNSIGNED: such jobs are recorded as recompute entries instead, so the load
-    never fails on its bookkeeping.
+    never fails on its bookkeeping. Most jobs of a message have a key of their own; they
+    become entries as they are, column by column, without a pass per row.
     """
     if not data or not data[0]:
         return []
-    keys = zip(*(data[columns.index(c)] for c in _SOURCE_KEYS[model.JOB]))
-    values = (data[columns.index(c)] for c in ("InfrastructureDescription", "EndTime", "WallDuration",
-                                                 "CpuDuration"))
-    found: dict[tuple, list[Any]] = {}
-    for key, description, end, wall, cpu in zip(keys, *values):
-        delta = found.get(key)
-        if delta is None:
-            found[key] = [description, end, end, wall, cpu, 1]
-            continue
-        if description < delta[0]:
-            delta[0] = description
-        if end < delta[1]:
-            delta[1] = end
-        elif end > delta[2]:
-            delta[2] = end
-        delta[3] += wall
-        delta[4] += cpu
-        delta[5] += 1
+    key_columns = [data[columns.index(c)] for c in _SOURCE_KEYS[model.JOB]]
+    description, end, wall, cpu = (data[columns.index(c)] for c in (
+        "InfrastructureDescription", "EndTime", "WallDuration", "CpuDuration"))
+    count = len(data[0])
+    keys = list(zip(*key_columns))
+    positions: dict[tuple, Any] = dict(zip(keys, range(count)))  # the last position of each key
+    if len(positions) == count:  # every key once (a single job's values fit the columns)
+        return [*key_columns, description, end, end, wall, cpu, [1] * count]
+    for at, key in enumerate(keys):  # a key met more than once: the list of its positions
+        found = positions[key]
+        if isinstance(found, list):
+            found.append(at)
+        elif found != at:  # the first of several
+            positions[key] = [at]
     entries = []
-    for key, delta in found.items():
-        if delta[3] > _SUM_MAX or delta[4] > _SUM_MAX:
+    for key, found in positions.items():
+        if isinstance(found, int):
+            entries.append((*key, description[found], end[found], end[found], wall[found], cpu[found], 1))
+            continue
+        walls, cpus = sum(wall[at] for at in found), sum(cpu[at] for at in found)
+        if walls > _SUM_MAX or cpus > _SUM_MAX:
             return None
-        entries.append(key + tuple(delta))
-    return entries
+        ends = [end[at] for at in found]
+        entries.append((*key, min(description[at] for at in found), min(ends), max(ends), walls, cpus,
+                        len(found)))
+    return [list(values) for values in zip(*entries)]
 
 
 def replaced_job_keys(
