@@ -204,9 +204,18 @@ class Summariser:
                 rows = 0
                 for site_month in batch:
                     params = list(site_month)
-                    rows += sum(tx.execute(step, params) for step in steps)
+                    ((before,),) = tx.query(statements.hss_count_site_month, params)
+                    changed = tx.execute(steps[0], params)
+                    ((after,),) = tx.query(statements.hss_count_site_month, params)
+                    summarised = sum(tx.execute(step, params) for step in steps[1:])
+                    rows += changed + summarised
                     tx.execute(statements.unmark_stale_site_month, params)
-                    tx.execute(statements.mark_stale_site_month, params)
+                    # Stale rows are HSS rows of the site-month without a source. Checking
+                    # each row costs an index lookup per row; where the site-month has no
+                    # summaries and every HSS row is one of the job groups just written,
+                    # there is none to look for.
+                    if summarised or after > self._job_groups(after - before, changed):
+                        tx.execute(statements.mark_stale_site_month, params)
                     # every entry of the site-month is covered: under the gate, no load
                     # commits between the recomputation and this delete
                     report.pending_cleared += tx.execute(statements.delete_pending_site_month, params)
@@ -263,6 +272,15 @@ class Summariser:
                          report.pending_cleared, report.keys, report.rows, now - started)
         report.site_months = len(site_months)
         self._finish(report, None, [])
+
+    def _job_groups(self, inserted: int, changed: int) -> int:
+        """At most the number of job groups a site-month's REPLACE wrote, from the rows it
+        inserted and the changed-row count. MySQL counts a replaced row twice, or once
+        if it was identical (then this falls short, which only costs a check); SQLite
+        counts each written row once."""
+        if self.dialect.name == "sqlite":
+            return changed
+        return inserted + (changed - inserted) // 2
 
     def _gate(self, tx: Transaction) -> None:
         """MySQL: wait for the loads in progress and keep new ones out until this

@@ -212,6 +212,7 @@ class CpuStatements:
     jobs_site_month: str
     summaries_site_month: str
     normalised_site_month: str
+    hss_count_site_month: str
     unmark_stale_site_month: str
     mark_stale_site_month: str
     delete_pending_site_month: str
@@ -424,6 +425,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         jobs_site_month=_into_hss() + _job_select(d) + where_job + _job_group(d),
         summaries_site_month=_into_hss() + _summary_select(d) + where_summary,
         normalised_site_month=_into_hss() + _NORMALISED_SELECT + where_normalised,
+        hss_count_site_month=f"SELECT COUNT(*) FROM HybridSuperSummaries h{site_month}",
         unmark_stale_site_month=(
             f"DELETE FROM StaleSummaryKeys WHERE SiteID = {m} AND Year = {m} AND Month = {m}"
         ),
