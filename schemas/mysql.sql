@@ -280,7 +280,8 @@ CREATE TABLE IF NOT EXISTS SyncRecords (
 -- with NumberOfJobs NULL means "recompute this key from its sources"; one with the delta
 -- columns set means "these jobs were added at this key and nothing was replaced" (the
 -- summariser adds them to the HSS row). The summariser reads and deletes the entries of
--- whole site-months (SiteMonthIdx).
+-- whole site-months: the primary key keeps each site-month's entries together (a load
+-- adds to the end of each site-month it touches); IdIdx serves the auto-increment.
 CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   SiteID INT NOT NULL,
@@ -302,8 +303,8 @@ CREATE TABLE IF NOT EXISTS PendingSummaryKeys (
   WallDuration BIGINT UNSIGNED NULL,
   CpuDuration BIGINT UNSIGNED NULL,
   NumberOfJobs BIGINT UNSIGNED NULL,
-  PRIMARY KEY (id),
-  KEY SiteMonthIdx (SiteID, Month, Year)
+  PRIMARY KEY (SiteID, Month, Year, id),
+  KEY IdIdx (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 -- HSS keys whose row has no source left (its jobs moved to other keys; HSS is never

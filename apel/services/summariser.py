@@ -89,6 +89,8 @@ MARKER = "summariser-{}"  # LastUpdated.Type written after every successful run
 KEYS_PER_TRANSACTION = 5000
 # Site-months per transaction in a full run.
 SITE_MONTHS_PER_TRANSACTION = 1
+# Site-months whose pending entries one statement reads, at most (incremental run).
+SITE_MONTHS_PER_READ = 500
 _DELETE_CHUNK = 1000
 
 
@@ -127,11 +129,12 @@ def month_before(when: dt.datetime, days: int) -> tuple[int, int]:
 
 def _batches(site_months: Sequence[tuple], entries: int) -> Iterable[Sequence[tuple]]:
     """(SiteID, Year, Month, pending entries) in consecutive groups of about ``entries``
-    entries; a site-month with more is a group of its own."""
+    entries (and at most SITE_MONTHS_PER_READ site-months, each a condition of the
+    statement that reads them); a site-month with more entries is a group of its own."""
     batch: list[tuple] = []
     held = 0
     for site_month in site_months:
-        if batch and held + site_month[3] > entries:
+        if batch and (held + site_month[3] > entries or len(batch) == SITE_MONTHS_PER_READ):
             yield batch
             batch, held = [], 0
         batch.append(site_month)
@@ -190,7 +193,7 @@ class Summariser:
 
     def _run_cpu(self, report: RunReport, started: float) -> None:
         statements = sql.cpu_statements(self.dialect)
-        if self.dialect.name == "mysql":
+        if self.dialect.name == "mysql" and not self.backend.query("SELECT id FROM SummariserGate"):
             # the gate's one row (a schema loaded by hand may lack it): without it the
             # locks below would be gap locks, which do not exclude each other
             self.backend.query("INSERT IGNORE INTO SummariserGate (id) VALUES (1)")
@@ -251,14 +254,20 @@ class Summariser:
                 if statements.work_from_deltas is not None:
                     tx.execute(statements.work_from_deltas)
                 recomputed = tx.query(statements.work_site_months)
-                report.rows += sum(tx.execute(step) for step in recompute)
-                tx.execute(statements.unmark_stale_work)
-                tx.execute(statements.mark_stale_work)
+                if recomputed:
+                    report.rows += sum(tx.execute(step) for step in recompute)
+                    tx.execute(statements.unmark_stale_work)
+                    tx.execute(statements.mark_stale_work)
                 added: list[tuple] = []
                 if statements.apply_deltas is not None and statements.delta_site_months is not None:
-                    added = tx.query(statements.delta_site_months)
+                    # nothing recomputed: every delta entry is added (no check against the
+                    # work table per entry)
+                    everything = not recomputed
+                    added = tx.query(statements.delta_site_months_all if everything
+                                     else statements.delta_site_months)
                     if added:
-                        report.rows += tx.execute(statements.apply_deltas)
+                        report.rows += tx.execute(statements.apply_all_deltas if everything
+                                                  else statements.apply_deltas)
                 # exactly the entries read above: recomputed or added
                 report.pending_cleared += tx.execute(statements.delete_pending_of_chunk)
             report.keys += sum(int(row[3]) for row in recomputed)

@@ -230,6 +230,9 @@ class CpuStatements:
     mark_stale_work: str
     delta_site_months: Optional[str]
     apply_deltas: Optional[str]
+    # the same, for a transaction that recomputes nothing (every delta entry is added)
+    delta_site_months_all: Optional[str]
+    apply_all_deltas: Optional[str]
     delete_pending_of_chunk: str
     site_months: str
     mark: str
@@ -362,7 +365,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
     # a recompute entry means: recompute. SQLite writes no deltas; if it met one, recomputing
     # its key would still be right.
     recompute_only = " WHERE NumberOfJobs IS NULL" if mysql else ""
-    work_from_deltas = apply_deltas = delta_site_months = None
+    work_from_deltas = apply_deltas = delta_site_months = apply_all_deltas = delta_site_months_all = None
     if mysql:
         # A delta may only be added where the HSS row is the sum of the key's jobs before
         # the load: not where a summary or normalised summary feeds the row (they win), nor
@@ -373,18 +376,19 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             f" OR EXISTS (SELECT 1 FROM StaleSummaryKeys t WHERE"
             f" {on('t', 'Infrastructure', 'Year', 'Month', k='p')}))"
         )
+        all_deltas = f" FROM {WORK_PENDING} p WHERE p.NumberOfJobs IS NOT NULL"
         deltas = (
-            f" FROM {WORK_PENDING} p WHERE p.NumberOfJobs IS NOT NULL"
-            f" AND NOT EXISTS (SELECT 1 FROM {WORK_KEYS} k WHERE"
+            f"{all_deltas} AND NOT EXISTS (SELECT 1 FROM {WORK_KEYS} k WHERE"
             f" {on('p', 'Infrastructure', 'Year', 'Month')})"
         )
         delta_group = (
             " GROUP BY p.SiteID, p.Year, p.Month, p.VOID, p.GlobalUserNameID, p.VOGroupID, p.VORoleID,"
             " p.SubmitHostID, p.Infrastructure, p.ServiceLevelType, p.ServiceLevel, p.NodeCount, p.Processors"
         )
-        delta_site_months = (
+        delta_site_months, delta_site_months_all = (
             "SELECT SiteID, Year, Month, COUNT(*) FROM"
-            f" (SELECT p.SiteID, p.Year, p.Month{deltas}{delta_group}) AS added GROUP BY SiteID, Year, Month"
+            f" (SELECT p.SiteID, p.Year, p.Month{which}{delta_group}) AS added GROUP BY SiteID, Year, Month"
+            for which in (deltas, all_deltas)
         )
 
         def smallest(column: str) -> str:  # the binary-smallest spelling of the two
@@ -394,7 +398,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         # ON DUPLICATE KEY UPDATE assigns left to right, each assignment seeing the ones
         # before: the normalised durations are computed from the new sums, with the same
         # exact ROUND as a recomputation (tests/test_summariser_incremental.py checks it).
-        apply_deltas = (
+        apply_deltas, apply_all_deltas = (
             f"INSERT INTO HybridSuperSummaries ({_columns(HSS_COLUMNS)})"
             " SELECT p.SiteID, p.Month, p.Year, p.GlobalUserNameID, p.VOID, p.VOGroupID, p.VORoleID,"
             f" p.SubmitHostID, {d.spelling('p.Infrastructure')}, {d.spelling('p.InfrastructureDescription')},"
@@ -402,7 +406,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             " MIN(p.EarliestEndTime), MAX(p.LatestEndTime), SUM(p.WallDuration), SUM(p.CpuDuration),"
             f" {d.normalised('SUM(p.WallDuration)', 'p.ServiceLevel', 'p.ServiceLevelType')},"
             f" {d.normalised('SUM(p.CpuDuration)', 'p.ServiceLevel', 'p.ServiceLevelType')},"
-            f" SUM(p.NumberOfJobs){deltas}{delta_group}"
+            f" SUM(p.NumberOfJobs){which}{delta_group}"
             f" ON DUPLICATE KEY UPDATE {smallest('Infrastructure')}, {smallest('InfrastructureDescription')},"
             f" {smallest('ServiceLevelType')},"
             " EarliestEndTime = LEAST(EarliestEndTime, VALUES(EarliestEndTime)),"
@@ -412,6 +416,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
             f" NormalisedWallDuration = {d.normalised('WallDuration', 'ServiceLevel', 'ServiceLevelType')},"
             f" NormalisedCpuDuration = {d.normalised('CpuDuration', 'ServiceLevel', 'ServiceLevelType')},"
             " NumberOfJobs = NumberOfJobs + VALUES(NumberOfJobs)"
+            for which in (deltas, all_deltas)
         )
     site_month = f" WHERE h.SiteID = {m} AND h.Year = {m} AND h.Month = {m}"
     site_months = (
@@ -446,7 +451,7 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         ),
         fill_pending=(
             f"INSERT INTO {WORK_PENDING} ({pending_columns}) SELECT {pending_columns}"
-            f" FROM PendingSummaryKeys{d.index('SiteMonthIdx')} WHERE "
+            f" FROM PendingSummaryKeys{d.index('PRIMARY')} WHERE "
         ),
         work_from_entries=(
             f"{d.insert_ignore} INTO {WORK_KEYS} ({key_columns}) SELECT {key_columns} FROM {WORK_PENDING}"
@@ -465,7 +470,12 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         ),
         delta_site_months=delta_site_months,
         apply_deltas=apply_deltas,
-        delete_pending_of_chunk=delete_of(WORK_PENDING + " w", "PendingSummaryKeys", "p", "p.id = w.id"),
+        delta_site_months_all=delta_site_months_all,
+        apply_all_deltas=apply_all_deltas,
+        delete_pending_of_chunk=delete_of(
+            WORK_PENDING + " w", "PendingSummaryKeys", "p",
+            "p.SiteID = w.SiteID AND p.Month = w.Month AND p.Year = w.Year AND p.id = w.id",
+        ),
         site_months=site_months,
         mark=m,
     )
