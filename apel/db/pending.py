@@ -43,7 +43,7 @@ MODE`` (:data:`GATE_SHARED`; loaders do not wait on each other), every summarise
 transaction ``FOR UPDATE`` (:data:`GATE_EXCLUSIVE`), which waits for the loads in
 progress and holds new ones back until it commits. SQLite serialises writers anyway.
 
-Both tables only ever get plain inserts (auto-increment ids, no unique key), so
+Both tables only ever get plain inserts (auto-increment ids, no other unique key), so
 concurrent loaders never wait on each other here. The summariser deletes what it has
 covered: each of its transactions the entries it read (all those of its site-months), a
 full run's the entries of the site-month it recomputed; entries committed later stay

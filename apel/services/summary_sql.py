@@ -283,9 +283,9 @@ def cpu_statements(d: Dialect) -> CpuStatements:
         return (f"EXISTS (SELECT 1 FROM Summaries s WHERE "
                 f"{on('s', 'InfrastructureType', 'Year', 'Month', k=k)})")
 
-    def has_normalised(k: str) -> str:
-        return (f"EXISTS (SELECT 1 FROM NormalisedSummaries n WHERE "
-                f"{on('n', 'Infrastructure', 'Year', 'Month', level=False, k=k)})")
+    def has_normalised(k: str) -> str:  # a normalised summary feeds the key with ServiceLevel 0
+        return (f"({k}.ServiceLevel = 0 AND EXISTS (SELECT 1 FROM NormalisedSummaries n WHERE "
+                f"{on('n', 'Infrastructure', 'Year', 'Month', level=False, k=k)}))")
 
     def no_source(k: str) -> str:
         return f"NOT {has_jobs(k)} AND NOT {has_summary(k)} AND NOT {has_normalised(k)}"
