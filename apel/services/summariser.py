@@ -36,7 +36,8 @@ precedence order:
   summary feeds the row (they win) or the row is *stale* (its jobs all moved away, and
   HSS is never deleted from); those keys are recomputed instead. ``StaleSummaryKeys``
   lists the HSS keys without any source row, kept by every recomputation (incremental:
-  the recomputed keys; full: every HSS row of each site-month).
+  the recomputed keys; full: every HSS row of each site-month, looked at row by row only
+  where the site-month's row counts leave room for a stale one).
 
 Each transaction first takes the ``SummariserGate`` row ``FOR UPDATE`` (MySQL; loaders
 take it in share mode) and reads its entries inside, so it sees a fixed set of committed
