@@ -9,8 +9,10 @@ through the views, i.e. as the unloader will read them.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import stat
+import threading
 import time
 from decimal import Decimal
 
@@ -358,8 +360,6 @@ def test_transaction_helper_commits_or_rolls_back(backend):
 def test_concurrent_loaders_do_not_duplicate_lookup_rows(backend, request, tmp_path):
     """Two loaders (threads, own connections) load messages that introduce the same new
     names at the same moment; every name must end up exactly once."""
-    import threading
-
     others = [load_backend(backend.name)(backend.settings) for _ in range(2)]
     for other in others:
         other.connect()
@@ -685,6 +685,49 @@ def test_mysql_lock_wait_timeout_is_database_unavailable(request, tmp_path):
         other.rollback()
         other.close()
     assert db.load_message(message("job", [job(WallDuration=7)]), PUBLISHER) == 1
+    assert db.query("SELECT WallDuration FROM JobRecords") == [(7,)]
+    db.close()
+
+
+def test_mysql_deadlock_with_another_transaction_is_tried_again_at_once(request, tmp_path, caplog):
+    """A real deadlock: another transaction holds the job's row, the load waits for it
+    while holding the SummariserGate row in share mode, then the other asks for the gate
+    FOR UPDATE. InnoDB rolls back the lighter transaction, the load (the other has written
+    rows); the load is tried again and succeeds once the other has finished."""
+    db = load_backend("mysql")(settings_for("mysql", request, tmp_path))
+    db.connect()
+    db.load_message(message("job", [job()]), PUBLISHER)
+    other = pymysql.connect(**_args_of(db))
+    result: dict = {}
+
+    def load() -> None:
+        try:
+            result["rows"] = db.load_message(message("job", [job(WallDuration=7)]), PUBLISHER)
+        except Exception as exc:  # reported by the assertion below
+            result["error"] = exc
+
+    try:
+        with other.cursor() as cur:
+            cur.execute("CREATE TABLE Heavy (n INT PRIMARY KEY) ENGINE=InnoDB")  # commits at once
+            cur.executemany("INSERT INTO Heavy VALUES (%s)", [(n,) for n in range(200)])
+            cur.execute("SELECT * FROM JobRecords FOR UPDATE")
+            loader = threading.Thread(target=load)
+            with caplog.at_level(logging.INFO, logger="apel.db.mysql_backend"):
+                loader.start()
+                for _ in range(100):  # until the load waits for the job's row
+                    cur.execute(
+                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+                    )
+                    if cur.fetchone()[0]:
+                        break
+                    time.sleep(0.05)
+                cur.execute("SELECT id FROM SummariserGate WHERE id = 1 FOR UPDATE")
+                other.commit()
+                loader.join(30)
+    finally:
+        other.close()
+    assert result.get("rows") == 1, result
+    assert "deadlock" in caplog.text and "trying the message again (attempt 2 of" in caplog.text
     assert db.query("SELECT WallDuration FROM JobRecords") == [(7,)]
     db.close()
 

@@ -40,8 +40,10 @@ import contextlib
 import datetime as _dt
 import logging
 import os
+import random
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import Any, Optional
@@ -92,6 +94,8 @@ _UNAVAILABLE_CODES = frozenset({
 })
 # The connection is gone (server restarted, idle timeout, KILL): reconnect and start over.
 _LOST_CODES = frozenset({1053, 1927, 2006, 2013, 2055, 4031})
+# Tries of a message that deadlocks with another transaction before the loader backs off.
+CONFLICT_ATTEMPTS = 4
 # Lookup names remembered per table before the cache starts over (bounds memory).
 _CACHE_LIMIT = 200_000
 
@@ -113,6 +117,11 @@ _DATA_CODES = frozenset({
 })
 
 
+class Conflict(DatabaseUnavailable):
+    """A clash with a concurrent transaction (deadlock): the server rolled this one
+    back, and running it again usually succeeds at once."""
+
+
 def error_for(exc: BaseException) -> Exception:
     """The StorageError or DatabaseUnavailable that stands for a PyMySQL error.
 
@@ -127,6 +136,8 @@ def error_for(exc: BaseException) -> Exception:
         and isinstance(exc, (pymysql.err.DataError, pymysql.err.IntegrityError))
     ):
         return StorageError(f"the database refused the data: ({code}) {text}")
+    if code == 1213:
+        return Conflict(f"MySQL deadlock with another transaction: ({code}) {text}")
     return DatabaseUnavailable(f"MySQL database unavailable: ({code}) {text}")
 
 
@@ -344,7 +355,22 @@ class MySQLBackend(Backend):
     # -- loading ------------------------------------------------------------------------
 
     def load_message(self, message: ParsedMessage, publisher_dn: str) -> int:
-        parts = _rows.build_message(message, publisher_dn)
+        """Write the message in one transaction; a deadlock with another loader (the
+        server rolled the transaction back) is tried again at once, a few times, rather
+        than costing the loader its connection and a back-off pause."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._load_message(message, publisher_dn)
+            except Conflict as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.info("%s; trying the message again (attempt %d of %d)",
+                         exc, attempt + 1, CONFLICT_ATTEMPTS)
+                time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 - jitter, not crypto
+        raise AssertionError("unreachable")
+
+    def _load_message(self, message: ParsedMessage, publisher_dn: str) -> int:
+        parts = _rows.build_message(message, publisher_dn)  # anew per attempt: _substitute edits it
         if not parts:
             return 0
         fresh: dict[str, dict[str, int]] = {}  # ids learnt in this transaction
@@ -417,7 +443,7 @@ class MySQLBackend(Backend):
                 if found is None:
                     # Not the message's fault (a concurrent loader's insert of the same name
                     # was not visible yet): roll back and let the loader retry the message.
-                    raise DatabaseUnavailable(f"{table}: the name {name!r} is not readable yet; retrying")
+                    raise Conflict(f"{table}: the name {name!r} is not readable yet")
                 ids[name] = found[0]
         return ids
 

@@ -90,6 +90,23 @@ class PassResult:
     def handled(self) -> int:
         return self.loaded + self.rejected
 
+    def add(self, outcome: Outcome, records: int = 0) -> None:
+        """Count one message's outcome."""
+        if outcome is Outcome.LOADED:
+            self.loaded += 1
+            self.records += records
+        elif outcome is Outcome.REJECTED:
+            self.rejected += 1
+        else:
+            self.skipped += 1
+
+    def merge(self, other: PassResult) -> None:
+        """Add another result's counts to this one."""
+        self.loaded += other.loaded
+        self.rejected += other.rejected
+        self.skipped += other.skipped
+        self.records += other.records
+
 
 class _KeepMessages(Exception):
     """Stop the pass: the database (or a queue directory) cannot be used right now."""
@@ -228,16 +245,11 @@ class Loader:
         name = self.incoming.first()
         while name and not stop.is_set():
             outcome, records = self.process(name)
-            if outcome is Outcome.LOADED:
-                result.loaded += 1
-                result.records += records
-            elif outcome is Outcome.REJECTED:
-                result.rejected += 1
-            else:
-                result.skipped += 1
+            # Counted at once in both: a pass cut short by a database retry (e.g. a
+            # deadlock with another worker) still counts what it loaded.
+            for counts in (result, self.totals):
+                counts.add(outcome, records)
             name = self.incoming.next()
-        for counter in ("loaded", "rejected", "skipped", "records"):
-            setattr(self.totals, counter, getattr(self.totals, counter) + getattr(result, counter))
         if result.handled:
             seconds = max(time.perf_counter() - started, 1e-9)
             log.info(

@@ -149,8 +149,7 @@ class LoaderPool:
         seconds = max(time.perf_counter() - started, 1e-9)
         totals = PassResult()
         for report in reports:
-            for name in ("loaded", "rejected", "skipped", "records"):
-                setattr(totals, name, getattr(totals, name) + getattr(report.totals, name))
+            totals.merge(report.totals)
         log.info(
             "All %d workers done in %.3f s: %d messages loaded (%d records, %.0f records/s), %d rejected",
             self.workers, seconds, totals.loaded, totals.records, totals.records / seconds, totals.rejected,
