@@ -78,7 +78,7 @@ def _summariser(rows: list[dict]) -> list[Row]:
         incremental = r["phase"].startswith("incremental")
         out.append({
             "benchmark": "summariser (MariaDB)", "measurement": f"{r['phase']}, {r['records']:,} records",
-            "result": f"{r['seconds']:.2f} s",
+            "result": f"{r['seconds']:.3f} s",
             "baseline": f"{full['seconds']:.2f} s (full)" if incremental and full else "",
             "speedup": f"{full['seconds'] / r['seconds']:.0f}×" if incremental and full else "",
             "rss": f"{r['rss_mb']:.0f} MB" if "rss_mb" in r else "",
