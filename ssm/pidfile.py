@@ -2,14 +2,18 @@
 
 A pidfile naming a live process means "already running" and refuses the start with
 a clear line; one naming a dead process (left by ``kill -9`` or a power cut) is
-replaced. The file is created with O_EXCL so two starting copies cannot both win.
+replaced. The file never exists without its PID: it is written under a temporary
+name first, then linked into place (which fails if the name exists, so two starting
+copies cannot both win) or, after daemonising, renamed over the old one. A reader never
+sees it empty, which would look like a stale file, or to the launcher like a daemon that
+gave up.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from ssm.cli import FatalError
 
@@ -45,7 +49,7 @@ class PidFile:
             raise FatalError(f"cannot create pidfile directory {directory}: {exc.strerror}") from None
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._place(os.link)
             except FileExistsError:
                 pid = read_pid(self.path)
                 if pid and pid != os.getpid() and pid_alive(pid):
@@ -60,17 +64,28 @@ class PidFile:
                 continue
             except OSError as exc:
                 raise FatalError(f"cannot create pidfile {self.path}: {exc.strerror}") from None
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(f"{os.getpid()}\n")
             self._owned = True
             return
         raise FatalError(f"cannot take pidfile {self.path}: another process keeps replacing it")
 
+    def _place(self, put: Callable[[str, str], None]) -> None:
+        """Write this process's PID under a temporary name, then ``put`` it at the path."""
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()}\n")
+            put(temporary, self.path)
+        finally:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:  # renamed into place
+                pass
+
     def rewrite(self) -> None:
         """Record the current PID (after daemonising changed it)."""
         if self._owned:
-            with open(self.path, "w", encoding="ascii") as handle:
-                handle.write(f"{os.getpid()}\n")
+            self._place(os.replace)
 
     def release(self) -> None:
         if self._owned and read_pid(self.path) == os.getpid():

@@ -196,3 +196,36 @@ def test_shipped_configs_parse(name, sections):
     assert config.get("broker", "use_ssl") == "true"
     with open(os.path.join(here, "conf", "dns"), encoding="utf-8") as handle:
         assert parse_dns(handle.read()) == []  # only comments and an example
+
+
+def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
+    """A reader (the daemon's launcher, a second copy deciding whether the file is stale)
+    must always find a PID: an empty file would pass for a stale one."""
+    import threading
+
+    from ssm.pidfile import PidFile, read_pid
+
+    path = str(tmp_path / "run" / "svc.pid")
+    done = threading.Event()
+    empty_reads = []
+
+    def reader() -> None:
+        while not done.is_set():
+            if os.path.exists(path) and read_pid(path) is None and os.path.exists(path):
+                empty_reads.append(1)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(300):
+            lock = PidFile(path)
+            lock.acquire()
+            for _ in range(5):
+                lock.rewrite()
+            lock.release()
+    finally:
+        done.set()
+        thread.join()
+    assert empty_reads == []
+    assert not os.path.exists(path)
+    assert [name for name in os.listdir(tmp_path / "run")] == []  # no temporary files left
