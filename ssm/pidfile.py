@@ -71,7 +71,7 @@ class PidFile:
     def _place(self, put: Callable[[str, str], None]) -> None:
         """Write this process's PID under a temporary name, then ``put`` it at the path."""
         temporary = f"{self.path}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+        fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
                 handle.write(f"{os.getpid()}\n")
