@@ -12,6 +12,7 @@ gave up.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from typing import Callable, Optional
 
@@ -45,8 +46,19 @@ class PidFile:
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
+            directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise FatalError(f"cannot create pidfile directory {directory}: {exc.strerror}") from None
+        try:
+            # Starting copies take turns (a lock on the directory, held for microseconds):
+            # two that found the same stale file must not both replace it, nor one
+            # delete the file the other has just put in its place.
+            fcntl.flock(directory_fd, fcntl.LOCK_EX)
+            self._take()
+        finally:
+            os.close(directory_fd)
+
+    def _take(self) -> None:
         for _ in range(3):
             try:
                 self._place(os.link)

@@ -229,3 +229,42 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
     assert empty_reads == []
     assert not os.path.exists(path)
     assert [name for name in os.listdir(tmp_path / "run")] == []  # no temporary files left
+
+
+def _try_pidfile(path: str, start, results) -> None:
+    from ssm.cli import FatalError
+    from ssm.pidfile import PidFile
+
+    lock = PidFile(path)
+    start.wait()
+    try:
+        lock.acquire()
+    except FatalError:
+        results.put(False)
+        return
+    results.put(True)
+    time.sleep(0.5)  # hold it while the others look
+    lock.release()
+
+
+def test_copies_starting_together_over_a_stale_pidfile_give_exactly_one_winner(tmp_path):
+    import multiprocessing
+    import subprocess
+
+    context = multiprocessing.get_context("fork")
+    path = str(tmp_path / "svc.pid")
+    for _ in range(5):
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        with open(path, "w", encoding="ascii") as handle:  # left by a process that is gone
+            handle.write(f"{dead.pid}\n")
+        start, results = context.Event(), context.Queue()
+        copies = [context.Process(target=_try_pidfile, args=(path, start, results)) for _ in range(6)]
+        for copy in copies:
+            copy.start()
+        start.set()
+        for copy in copies:
+            copy.join(30)
+        outcomes = [results.get(timeout=5) for _ in copies]
+        assert outcomes.count(True) == 1, outcomes
+        assert not os.path.exists(path)
