@@ -126,8 +126,8 @@ def run(quick: bool = False, records: Optional[int] = None, base: Optional[str] 
                 loads.append(_load(backend, PER_MESSAGE, seed=seed))
                 runs.append(_summarise(base))
             new_load = statistics.median(loads)
-            incremental = dict(sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2])
-            incremental["range"] = (min(run["seconds"] for run in runs), max(run["seconds"] for run in runs))
+            runs.sort(key=lambda run: run["seconds"])
+            incremental = dict(runs[len(runs) // 2], range=(runs[0]["seconds"], runs[-1]["seconds"]))
             (hss_rows,) = backend.query("SELECT COUNT(*) FROM HybridSuperSummaries")[0]
         finally:
             backend.close()

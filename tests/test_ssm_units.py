@@ -228,7 +228,7 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
         thread.join()
     assert empty_reads == []
     assert not os.path.exists(path)
-    assert [name for name in os.listdir(tmp_path / "run")] == []  # no temporary files left
+    assert os.listdir(tmp_path / "run") == []  # no temporary files left
 
 
 def _try_pidfile(path: str, start, results) -> None:

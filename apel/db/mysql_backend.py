@@ -358,16 +358,14 @@ class MySQLBackend(Backend):
         """Write the message in one transaction; a deadlock with another loader (the
         server rolled the transaction back) is tried again at once, a few times, rather
         than costing the loader its connection and a back-off pause."""
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        for attempt in range(1, CONFLICT_ATTEMPTS):
             try:
                 return self._load_message(message, publisher_dn)
             except Conflict as exc:
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
                 log.info("%s; trying the message again (attempt %d of %d)",
                          exc, attempt + 1, CONFLICT_ATTEMPTS)
                 time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 - jitter, not crypto
-        raise AssertionError("unreachable")
+        return self._load_message(message, publisher_dn)  # a conflict now goes to the loader's back-off
 
     def _load_message(self, message: ParsedMessage, publisher_dn: str) -> int:
         parts = _rows.build_message(message, publisher_dn)  # anew per attempt: _substitute edits it
