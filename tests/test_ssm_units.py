@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import time
@@ -10,6 +12,7 @@ import pytest
 from dirq.queue import Queue
 from test_ssm_support import openssl_sign
 
+import ssm.queues as ssm_queues
 from ssm import crypto
 from ssm.dns import AllowedDNs, DNFileError, parse_dns, read_dns
 from ssm.queues import (
@@ -86,7 +89,17 @@ def test_dirq_outgoing_lock_semantics(tmp_path):
     assert queue.count() == 2
 
 
-def test_incoming_and_reject_queues_are_private_and_loader_readable(tmp_path):
+@pytest.fixture(params=["syncfs", "fsync each path"])
+def sync_mode(request, monkeypatch):
+    """Both ways of making a batch durable: one syncfs (Linux >= 5.8), or fsync per path."""
+    if request.param == "syncfs" and ssm_queues._syncfs is None:
+        pytest.skip("syncfs does not report write-back errors on this kernel")
+    if request.param != "syncfs":
+        monkeypatch.setattr(ssm_queues, "_syncfs", None)
+    return request.param
+
+
+def test_incoming_and_reject_queues_are_private_and_loader_readable(tmp_path, sync_mode):
     incoming, reject = open_incoming(str(tmp_path)), open_reject(str(tmp_path))
     name = incoming.add({"body": "text\n%%", "signer": "/CN=x", "empaid": "e1"})
     reject.add_many([{"body": "raw", "signer": "Not available.", "empaid": "e2", "error": "why"}])
@@ -112,6 +125,19 @@ def test_write_failure_is_reported(tmp_path):
         handle.write("blocker")
     with pytest.raises(QueueIOError, match="cannot write to queue"):
         incoming.add({"body": "b", "signer": "s", "empaid": "e"})
+
+
+def test_write_back_error_reported_by_syncfs_fails_the_batch(tmp_path, monkeypatch):
+    """The receiver must not acknowledge a batch whose write-back failed (EIO, ENOSPC)."""
+    incoming = open_incoming(str(tmp_path))
+
+    def failing_syncfs(_fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(ssm_queues, "_syncfs", failing_syncfs)
+    with pytest.raises(QueueIOError, match="syncfs: Input/output error"):
+        incoming.add_many([{"body": "b", "signer": "s", "empaid": "e"}])
 
 
 @pytest.fixture(scope="module")
