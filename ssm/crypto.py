@@ -23,6 +23,7 @@ import base64
 import binascii
 import codecs
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -322,12 +323,14 @@ def _ca_problem(cert: x509.Certificate, below: int) -> Optional[str]:
     return None
 
 
-def _validity_problem(cert: x509.Certificate, what: str, now: dt.datetime) -> Optional[str]:
+def _validity_problem(cert: x509.Certificate, what: Optional[str], now: dt.datetime) -> Optional[str]:
+    """Why ``cert`` is not valid at ``now``, or None; ``what`` None names it as a CA."""
+    if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return None
+    what = what or f"CA certificate {_slash_dn(cert.subject)}"
     if now > cert.not_valid_after_utc:
         return f"{what} expired on {_when(cert.not_valid_after_utc)}"
-    if now < cert.not_valid_before_utc:
-        return f"{what} not valid before {_when(cert.not_valid_before_utc)}"
-    return None
+    return f"{what} not valid before {_when(cert.not_valid_before_utc)}"
 
 
 def _build_chain(
@@ -454,7 +457,7 @@ def _validate(
         store = _ca_store(capath, reload=True)
         chain = _build_chain(cert, store, extra or [], what)
     for ca in chain[1:]:
-        problem = _validity_problem(ca, f"CA certificate {_slash_dn(ca.subject)}", now)
+        problem = _validity_problem(ca, None, now)
         if problem:
             raise CryptoException(problem)
     if check_crls:
@@ -515,14 +518,19 @@ def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
         while i < len(rest) and rest[i] in " \t":
             i += 1
         if i < len(rest) and rest[i] == '"':
-            j = i + 1
-            chars = []
-            while j < len(rest) and rest[j] != '"':
-                if rest[j] == "\\" and j + 1 < len(rest):
+            j = rest.find('"', i + 1)
+            j = len(rest) if j < 0 else j
+            if "\\" not in rest[i + 1:j]:  # the usual case: no escapes, no need to walk it
+                params[key] = rest[i + 1:j]
+            else:
+                j = i + 1
+                chars = []
+                while j < len(rest) and rest[j] != '"':
+                    if rest[j] == "\\" and j + 1 < len(rest):
+                        j += 1
+                    chars.append(rest[j])
                     j += 1
-                chars.append(rest[j])
-                j += 1
-            params[key] = "".join(chars)
+                params[key] = "".join(chars)
             semi = rest.find(";", j)
         else:
             semi = rest.find(";", i)
@@ -697,6 +705,7 @@ class _Signed:
     signed_data: cms.SignedData
     signer_info: cms.SignerInfo
     signer: x509.Certificate
+    signer_dn: str
     bag: list[x509.Certificate]
 
 
@@ -715,9 +724,33 @@ def _parse_signed_data(der: bytes) -> cms.SignedData:
         raise CryptoException(f"signature is not a valid PKCS#7 structure: {e}") from e
 
 
-def _bag(signed_data: cms.SignedData) -> list[x509.Certificate]:
+class _BagCert:
+    """A certificate from a message's bag, with what verify reads of it every time."""
+
+    __slots__ = ("cert", "serial", "issuer_der", "dn")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+        self.serial = cert.serial_number
+        self.issuer_der = cert.issuer.public_bytes()
+        self.dn = _slash_dn(cert.subject)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_bag_cert(der: bytes) -> Optional[_BagCert]:
+    """Parsing is a function of the bytes alone, and a sender embeds the same
+    certificate in every message: each is parsed once, not once per message. Nothing
+    about trust is cached here; the chain, dates and CRLs are checked every time."""
+    try:
+        return _BagCert(x509.load_der_x509_certificate(der))
+    except ValueError as e:
+        log.debug("Ignoring unparsable certificate in PKCS#7 bag: %s", e)
+        return None
+
+
+def _bag(signed_data: cms.SignedData) -> list[_BagCert]:
     """Every certificate in the bag, de-duplicated (parsed by cryptography: much faster)."""
-    out: list[x509.Certificate] = []
+    out: list[_BagCert] = []
     certificates = signed_data["certificates"]
     if isinstance(certificates, core.Void):
         return out
@@ -729,10 +762,9 @@ def _bag(signed_data: cms.SignedData) -> list[x509.Certificate]:
         if der in seen:
             continue
         seen.add(der)
-        try:
-            out.append(x509.load_der_x509_certificate(der))
-        except ValueError as e:
-            log.debug("Ignoring unparsable certificate in PKCS#7 bag: %s", e)
+        parsed = _parse_bag_cert(der)
+        if parsed is not None:
+            out.append(parsed)
     return out
 
 
@@ -756,21 +788,20 @@ def _identify_signer(signed_data: cms.SignedData) -> _Signed:
         serial = sid.chosen["serial_number"].native
         issuer = sid.chosen["issuer"]
         issuer_der = issuer.dump()
-        for cert in bag:
-            if cert.serial_number != serial:
+        for entry in bag:
+            if entry.serial != serial:
                 continue
-            cert_issuer = cert.issuer.public_bytes()
             # Exact DER first (the usual case); else OpenSSL-like normalised comparison.
-            if cert_issuer == issuer_der or asn1_x509.Name.load(cert_issuer) == issuer:
-                matches.append(cert)
+            if entry.issuer_der == issuer_der or asn1_x509.Name.load(entry.issuer_der) == issuer:
+                matches.append(entry)
     else:
         wanted = sid.chosen.native
-        matches = [cert for cert in bag if _ski(cert) == wanted]
+        matches = [entry for entry in bag if _ski(entry.cert) == wanted]
     if not matches:
         raise CryptoException("signer certificate named by the signature is not included in the message")
     if len(matches) > 1:
         raise CryptoException("signature names an ambiguous signer: several certificates match")
-    return _Signed(signed_data, signer_info, matches[0], bag)
+    return _Signed(signed_data, signer_info, matches[0].cert, matches[0].dn, [e.cert for e in bag])
 
 
 def _check_signature(signed: _Signed, content: bytes) -> None:
@@ -978,7 +1009,7 @@ def verify(signed_text: str, capath: str, check_crl: bool) -> tuple[str, str]:
             raise CryptoException("opaque signed message content is not an octet string")
     _check_signature(signed, content)
     _validate(signed.signer, capath, check_crl, signed.bag, "signer certificate")
-    return _plaintext(content), _slash_dn(signed.signer.subject)
+    return _plaintext(content), signed.signer_dn
 
 
 def get_signer_cert(signed_text: str) -> str:

@@ -552,3 +552,19 @@ def test_sign_verify_round_trip(pki, host, text):
 def test_encrypt_decrypt_round_trip(server, text):
     encrypted = crypto.encrypt(text, server.cert_path)
     assert crypto.decrypt(encrypted, server.cert_path, server.key_path) == text
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('multipart/signed; protocol="application/x-pkcs7-signature"; micalg="sha-256"; boundary="----AB12"',
+     ("multipart/signed", {"protocol": "application/x-pkcs7-signature", "micalg": "sha-256",
+                           "boundary": "----AB12"})),
+    ('Text/Plain; charset=UTF-8 ; format = flowed', ("text/plain", {"charset": "UTF-8", "format": "flowed"})),
+    (r'multipart/signed; boundary="a\"b\\c"; x=1', ("multipart/signed", {"boundary": 'a"b\\c', "x": "1"})),
+    ('multipart/signed; boundary="unterminated; x=1',
+     ("multipart/signed", {"boundary": "unterminated; x=1"})),
+    ('multipart/signed; boundary=""', ("multipart/signed", {"boundary": ""})),
+])
+def test_content_type_parameters_quoted_escaped_and_unterminated(value, expected):
+    """The boundary decides where the signed content ends: escapes and odd quoting must parse as
+    the MIME rules say, whichever way the parser takes (plain quoted strings skip the walk)."""
+    assert crypto._parse_content_type(value) == expected
