@@ -239,16 +239,25 @@ class Receiver:
                 written.append((link, headers))
             self.stored += len(group)
         written.extend((link, headers) for link, headers, d in todo if d.target == "drop")
-        for link, headers in written:
+        for link in {id(link): link for link, _headers in written}.values():
             try:
-                link.ack(headers["message-id"], headers["subscription"])
-            except (LinkError, KeyError) as exc:
-                # Written but not acked: the broker sends it again, and it is stored again
-                # as an identical copy with the same empaid, which the loader tolerates.
-                log.warning("Could not acknowledge message %s: %s", headers.get("empa-id"), exc)
+                with link.batch():  # one write for the batch's acks
+                    for headers in (headers for to, headers in written if to is link):
+                        self._ack(link, headers)
+            except LinkError as exc:
+                log.warning("Could not acknowledge messages on %s: %s", link.broker, exc)
         for slot in self.slots:
             if any(slot.link is link for link, _h in written):
                 slot.backoff = 1.0
+
+    @staticmethod
+    def _ack(link: StompLink, headers: dict) -> None:
+        try:
+            link.ack(headers["message-id"], headers["subscription"])
+        except (LinkError, KeyError) as exc:
+            # Written but not acked: the broker sends it again, and it is stored again
+            # as an identical copy with the same empaid, which the loader tolerates.
+            log.warning("Could not acknowledge message %s: %s", headers.get("empa-id"), exc)
 
     def _reset_link(self, link: StompLink, why: str) -> None:
         for slot in self.slots:

@@ -106,7 +106,12 @@ class Sender:
         self.brokers = brokers
         self.tls = tls
         self.options = options
-        self._cv = threading.Condition()
+        # One lock, two conditions: the send loop waits on _cv (receipts, signed messages,
+        # a lost link), the signing thread on _room. Each side wakes the other only when
+        # it can act, which halves the thread switches per message.
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._ready: collections.deque[_Prepared] = collections.deque()
         self._receipts: collections.deque[str] = collections.deque()
         self._prepared_all = False
@@ -115,6 +120,7 @@ class Sender:
         self._locked_elsewhere = 0
         self._split_extra = 0  # messages added to the queue by splitting, beyond the originals
         self._link: Optional[StompLink] = None
+        self._wake_after = 1  # receipts that wake the send loop (it refills half a window at once)
         self.sent = 0
 
     # -- preparation (a separate thread) -------------------------------------------------
@@ -207,7 +213,7 @@ class Sender:
 
     def _prepare_all(self, names: list[str], pool: Optional[Executor]) -> None:
         """Read and sign messages ahead of the send window, in queue order."""
-        ahead = max(2 * self.options.window, 4)
+        ahead = self._ahead()
         pending: collections.deque[tuple[str, str, Future]] = collections.deque()
         opts = self.options
 
@@ -223,8 +229,9 @@ class Sender:
         try:
             for name in names:
                 with self._cv:
-                    while len(self._ready) >= ahead and not self._stop_preparing:
-                        self._cv.wait(0.5)
+                    if len(self._ready) >= ahead:  # full: sleep until half of it has been sent
+                        while len(self._ready) > ahead // 2 and not self._stop_preparing:
+                            self._room.wait(0.5)
                     if self._stop_preparing:
                         break
                 try:
@@ -250,21 +257,29 @@ class Sender:
                 self._prepared_all = True
                 self._cv.notify_all()
 
+    def _ahead(self) -> int:
+        """How many signed messages to keep ready beyond those in flight."""
+        return max(2 * self.options.window, 4)
+
     def _publish(self, items: list[_Prepared]) -> None:
         with self._cv:
+            # The send loop only waits with messages ready when its window is full.
+            starved = not self._ready
             for item in items:
                 if self._stop_preparing:
                     self._unlock(item.name)
                     continue
                 self._ready.append(item)
-            self._cv.notify_all()
+            if starved:
+                self._cv.notify_all()
 
     # -- broker -------------------------------------------------------------------------
 
     def _on_receipt(self, receipt_id: str) -> None:
         with self._cv:
             self._receipts.append(receipt_id)
-            self._cv.notify_all()
+            if len(self._receipts) >= self._wake_after:
+                self._cv.notify_all()
 
     def _on_lost(self, _link: StompLink, _reason: str) -> None:
         with self._cv:
@@ -315,7 +330,7 @@ class Sender:
         finally:
             with self._cv:
                 self._stop_preparing = True
-                self._cv.notify_all()
+                self._room.notify_all()
             preparer.join()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
@@ -360,6 +375,7 @@ class Sender:
         """Keep the window full and collect receipts; the failure line, or None when done."""
         options = self.options
         headers_base = {"persistent": "true"} if options.persistent else {}
+        low_water = self._ahead() // 2
         reconnects = 0
         while True:
             link = self._link
@@ -374,14 +390,17 @@ class Sender:
                     while room > 0 and self._ready:
                         to_send.append(self._ready.popleft())
                         room -= 1
-                    self._cv.notify_all()
+                    if len(self._ready) <= low_water:
+                        self._room.notify_all()
                     finished = self._prepared_all and not self._ready and not in_flight and not to_send
                     if done_names or to_send or finished or not link.alive:
                         break
                     oldest = next(iter(in_flight.values()), None)
                     if oldest is not None and time.monotonic() - oldest.sent_at > options.receipt_timeout:
                         break
+                    self._wake_after = max(1, len(in_flight) - options.window // 2)
                     self._cv.wait(0.5)
+                    self._wake_after = 1
             for receipt_id in done_names:
                 item = in_flight.pop(receipt_id, None)
                 if item is None:
@@ -400,13 +419,14 @@ class Sender:
             problem = None
             unsent = collections.deque(to_send)
             try:
-                while unsent:
-                    item = unsent[0]
-                    item.sent_at = time.monotonic()
-                    in_flight[item.name] = item  # counted as in flight: resent after a reconnect
-                    unsent.popleft()
-                    link.send(options.destination, item.body,
-                              dict(headers_base, **{"receipt": item.name, "empa-id": item.name}))
+                with link.batch():
+                    while unsent:
+                        item = unsent[0]
+                        item.sent_at = time.monotonic()
+                        in_flight[item.name] = item  # counted as in flight: resent after a reconnect
+                        unsent.popleft()
+                        link.send(options.destination, item.body,
+                                  dict(headers_base, **{"receipt": item.name, "empa-id": item.name}))
             except LinkError as exc:
                 problem = str(exc)
                 with self._cv:  # not sent at all: back to the front of the line, still locked

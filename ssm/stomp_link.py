@@ -9,22 +9,28 @@
 * STOMP heart-beats, so a dead connection is noticed in seconds (spec §12 item 7).
 * Callbacks never raise into stomp.py's receiver thread (an exception there used to
   lose messages or hang SSM).
+* ``batch()``: the frames a thread sends inside it (a window of messages, the acks
+  of a stored batch) go to the socket in one write, instead of one hand-over to
+  stomp.py's I/O thread per frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Callable, Optional
 
 import stomp
 import stomp.protocol
 import stomp.transport
-from stomp.exception import StompException
+from stomp.exception import NotConnectedException, StompException
+from stomp.utils import convert_frame, pack
 
 from ssm.brokers import Broker
 
@@ -95,6 +101,42 @@ class _EOFAwareTransport(stomp.transport.Transport):
             log.debug("Broker closed the TLS connection")
             self.running = False
         return data
+
+    # For a TLS connection stomp.py hands every frame to its I/O thread through a
+    # queue: a wake-up, a select and a write per frame. Corked, a thread's frames are
+    # collected (the listeners still see each, as in ``transmit``) and handed over
+    # as one write. Other threads (heart-beats, DISCONNECT) are never held back.
+    _corks = threading.local()
+
+    def transmit(self, frame):  # type: ignore[no-untyped-def]
+        held = getattr(self._corks, "frames", None)
+        if held is None or held[0] is not self:
+            return super().transmit(frame)
+        for _name, listener in sorted(self.listeners.items()):
+            on_send = getattr(listener, "on_send", None)
+            if on_send is not None:
+                on_send(frame)
+        held[1].append(pack(convert_frame(frame)))
+        return None
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        outer = getattr(self._corks, "frames", None)
+        frames: list[bytes] = []
+        self._corks.frames = (self, frames)
+        try:
+            yield
+        finally:
+            self._corks.frames = outer
+        if not frames:
+            return
+        data = b"".join(frames)
+        if self.blocking:
+            self.send(data)
+        elif self.send_queue is not None:
+            self.send_queue.put(data)
+        else:
+            raise NotConnectedException()
 
 
 class _Listener(stomp.ConnectionListener):
@@ -232,6 +274,23 @@ class StompLink:
             raise LinkError(f"Not connected to {self.broker}: {self.lost_reason or 'closed'}")
         try:
             self._conn.send(destination=destination, body=body.encode("utf-8"), headers=headers)
+        except (StompException, OSError) as exc:
+            self._on_lost(f"send failed: {_describe(exc)}")
+            raise LinkError(f"Lost connection to {self.broker} while sending: {exc}") from None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the frames of this thread's ``send``/``ack`` calls inside as one write.
+
+        A failure to hand them over is raised as LinkError when the block ends.
+        """
+        conn = self._conn
+        if conn is None or not isinstance(conn.transport, _EOFAwareTransport):
+            yield
+            return
+        try:
+            with conn.transport.corked():
+                yield
         except (StompException, OSError) as exc:
             self._on_lost(f"send failed: {_describe(exc)}")
             raise LinkError(f"Lost connection to {self.broker} while sending: {exc}") from None
