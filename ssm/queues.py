@@ -17,7 +17,6 @@ import abc
 import ctypes
 import logging
 import os
-import platform
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -214,8 +213,9 @@ def fsync_path(path: str) -> None:
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
-    numbers = re.match(r"(\d+)\.(\d+)", platform.release())
-    return platform.system() == "Linux" and numbers is not None and \
+    system = os.uname()
+    numbers = re.match(r"(\d+)\.(\d+)", system.release)
+    return system.sysname == "Linux" and numbers is not None and \
         (int(numbers[1]), int(numbers[2])) >= (major, minor)
 
 
