@@ -282,7 +282,9 @@ class StompLink:
     def batch(self) -> Iterator[None]:
         """Send the frames of this thread's ``send``/``ack`` calls inside as one write.
 
-        A failure to hand them over is raised as LinkError when the block ends.
+        A failure to hand them over is raised as LinkError when the block ends; if
+        the block itself raises, its frames are not sent (callers treat them as
+        unsent: messages stay in flight, acks are redelivered messages).
         """
         conn = self._conn
         if conn is None or not isinstance(conn.transport, _EOFAwareTransport):
