@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from asn1crypto import cms, core
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -804,6 +805,47 @@ def _identify_signer(signed_data: cms.SignedData) -> _Signed:
     return _Signed(signed_data, signer_info, matches[0].cert, matches[0].dn, [e.cert for e in bag])
 
 
+_TAG_OCTET_STRING, _TAG_OID, _TAG_SEQUENCE, _TAG_SET = 4, 6, 16, 17
+_OID_DATA = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
+_OID_CONTENT_TYPE = bytes.fromhex("2a864886f70d010903")  # 1.2.840.113549.1.9.3
+_OID_MESSAGE_DIGEST = bytes.fromhex("2a864886f70d010904")  # 1.2.840.113549.1.9.4
+
+
+def _der_values(data: bytes) -> list[tuple[int, bytes]]:
+    """(tag, contents) of each universal value in ``data``, read by asn1crypto's parser."""
+    values = []
+    while data:
+        length = asn1_parser.peek(data)
+        class_, _method, tag, _header, contents, _trailer = asn1_parser.parse(data[:length], strict=True)
+        if class_ != 0:
+            raise ValueError(f"unexpected tag class {class_}")
+        values.append((tag, contents))
+        data = data[length:]
+    return values
+
+
+def _attribute_values(signed_attrs: bytes) -> dict[bytes, list[tuple[int, bytes]]]:
+    """Attribute OID -> its (tag, contents) values, from the DER SET OF Attribute.
+
+    These bytes are exactly what the signature covers, so only the signer could have
+    written them. Read at TLV level: asn1crypto's typed CMS attributes cost a fifth of
+    a verify, and only the content type and the message digest are used.
+    """
+    try:
+        (set_tag, attributes), = _der_values(signed_attrs)
+        if set_tag != _TAG_SET:
+            raise ValueError("signed attributes are not a SET")
+        values: dict[bytes, list[tuple[int, bytes]]] = {}
+        for tag, attribute in _der_values(attributes):
+            parts = _der_values(attribute)
+            if tag != _TAG_SEQUENCE or len(parts) != 2 or parts[0][0] != _TAG_OID or parts[1][0] != _TAG_SET:
+                raise ValueError("an attribute is not SEQUENCE { OID, SET }")
+            values.setdefault(parts[0][1], []).extend(_der_values(parts[1][1]))
+        return values
+    except ValueError as e:
+        raise CryptoException(f"malformed signed attributes: {e}") from e
+
+
 def _check_signature(signed: _Signed, content: bytes) -> None:
     """Digest, content type and signature of the single SignerInfo over ``content``."""
     si = signed.signer_info
@@ -814,21 +856,17 @@ def _check_signature(signed: _Signed, content: bytes) -> None:
     if econtent_type != "data":
         raise CryptoException(f"signed content type is {econtent_type}, not data")
     signed_attrs = si["signed_attrs"]
-    if not isinstance(signed_attrs, core.Void) and len(signed_attrs):
-        values: dict[str, list] = {}
-        for attr in signed_attrs:
-            kind = attr["type"].native
-            if kind in ("message_digest", "content_type"):
-                values.setdefault(kind, []).extend(attr["values"].native)
-        digests = values.get("message_digest", [])
-        types = values.get("content_type", [])
+    if not isinstance(signed_attrs, core.Void):
+        to_verify = b"\x31" + signed_attrs.dump()[1:]  # the SET OF that was signed
+        values = _attribute_values(to_verify)
+        digests = values.get(_OID_MESSAGE_DIGEST, [])
+        types = values.get(_OID_CONTENT_TYPE, [])
         if len(digests) != 1 or len(types) != 1:
             raise CryptoException("signature lacks a single message digest and content type attribute")
-        if types[0] != econtent_type:
+        if types[0] != (_TAG_OID, _OID_DATA):
             raise CryptoException("content type attribute does not match the signed content")
-        if hashlib.new(digest_name, content).digest() != digests[0]:
+        if digests[0][0] != _TAG_OCTET_STRING or hashlib.new(digest_name, content).digest() != digests[0][1]:
             raise CryptoException("message digest mismatch: content was altered")
-        to_verify = b"\x31" + signed_attrs.dump()[1:]
     else:
         to_verify = content
     algorithm = si["signature_algorithm"]

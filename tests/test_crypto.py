@@ -18,6 +18,7 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -216,6 +217,64 @@ def _replace_signature(message: str, mutate) -> str:
     der = base64.b64decode(tail[body_start:end])
     new = base64.encodebytes(mutate(der)).decode("ascii")
     return head + sep + tail[:body_start] + new + tail[end:]
+
+
+def _resign_attributes(message: str, identity, change) -> str:
+    """``message`` with its signed attributes passed through ``change(list of
+    (type, asn1crypto values)) -> list`` and signed again with ``identity``'s key, so only the
+    attribute checks can refuse it."""
+    key = serialization.load_pem_private_key(open(identity.key_path, "rb").read(), None)
+
+    def mutate(der: bytes) -> bytes:
+        info = cms.ContentInfo.load(der)
+        signer_info = info["content"]["signer_infos"][0]
+        pairs = [(attr["type"].native, [value.copy() for value in attr["values"]])
+                 for attr in signer_info["signed_attrs"]]
+        signer_info["signed_attrs"] = cms.CMSAttributes(
+            [{"type": kind, "values": values} for kind, values in change(pairs)]
+        )
+        signed_bytes = b"\x31" + signer_info["signed_attrs"].dump()[1:]
+        signer_info["signature"] = key.sign(signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+        return info.dump(force=True)
+
+    return _replace_signature(message, mutate)
+
+
+class TestSignedAttributes:
+    def test_resigned_unchanged_still_verifies(self, pki, host, signed):
+        """The control: the helper makes a good signature, so the refusals below are
+        the attribute checks at work."""
+        same = _resign_attributes(signed, host, lambda pairs: pairs)
+        assert crypto.verify(same, pki.capath, True) == (APEL_MESSAGE, host.dn)
+
+    def test_missing_message_digest(self, pki, host, signed):
+        def without_digest(pairs):
+            return [(kind, values) for kind, values in pairs if kind != "message_digest"]
+
+        without = _resign_attributes(signed, host, without_digest)
+        with pytest.raises(CryptoException, match="lacks a single message digest"):
+            crypto.verify(without, pki.capath, True)
+
+    def test_two_message_digests(self, pki, host, signed):
+        def doubled(pairs):
+            return [(kind, values * 2 if kind == "message_digest" else values) for kind, values in pairs]
+
+        with pytest.raises(CryptoException, match="lacks a single message digest"):
+            crypto.verify(_resign_attributes(signed, host, doubled), pki.capath, True)
+
+    def test_content_type_other_than_data(self, pki, host, signed):
+        def other(pairs):
+            return [(kind, ["signed_data"] if kind == "content_type" else values) for kind, values in pairs]
+
+        with pytest.raises(CryptoException, match="content type attribute does not match"):
+            crypto.verify(_resign_attributes(signed, host, other), pki.capath, True)
+
+    def test_digest_of_other_content(self, pki, host, signed):
+        def wrong(pairs):
+            return [(kind, [bytes(32)] if kind == "message_digest" else values) for kind, values in pairs]
+
+        with pytest.raises(CryptoException, match="message digest mismatch"):
+            crypto.verify(_resign_attributes(signed, host, wrong), pki.capath, True)
 
 
 class TestVerifyRefuses:
@@ -568,3 +627,18 @@ def test_content_type_parameters_quoted_escaped_and_unterminated(value, expected
     """The boundary decides where the signed content ends: escapes and odd quoting must parse as
     the MIME rules say, whichever way the parser takes (plain quoted strings skip the walk)."""
     assert crypto._parse_content_type(value) == expected
+
+
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.binary(max_size=120).map(lambda b: b"\x31" + bytes([len(b)]) + b),  # a SET of anything
+))
+def test_signed_attributes_reader_refuses_garbage_cleanly(data):
+    """Whatever the bytes, reading the signed attributes either works or says why."""
+    try:
+        values = crypto._attribute_values(data)
+    except CryptoException as e:
+        assert "malformed signed attributes" in str(e)
+    else:
+        assert all(isinstance(oid, bytes) for oid in values)
