@@ -247,9 +247,10 @@ class DurableQueue:
     one. On Linux 5.8 and later that is one ``syncfs`` of the queue's filesystem:
     measured on ext4 it costs a third of the machine's CPU time of syncing each
     file and directory (0.25 against 0.72 ms per 10 KB message, the kernel's
-    write-back and journal included), because the journal commits once per batch
-    instead of once per fsync. It also flushes whatever else is waiting to be
-    written on that filesystem, which the kernel would write within seconds anyway.
+    write-back included), because the batch is written back in one pass, with one
+    device flush (and one journal commit where there is a journal), instead of one
+    per fsync. It also flushes whatever else is waiting to be written on that
+    filesystem, which the kernel would write within seconds anyway.
     """
 
     def __init__(self, path: str, schema: dict[str, str]) -> None:
