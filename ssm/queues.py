@@ -274,32 +274,38 @@ class DurableQueue:
         Raises QueueIOError (nothing is reported written) on any failure; elements
         written before the failure stay, and are duplicates the loader tolerates.
         """
-        names: list[str] = []
+        fd = None
         try:
-            if _syncfs is not None:
-                # Opened before writing: syncfs reports write-back errors seen since.
+            if _syncfs is not None:  # opened before writing: syncfs reports write-back errors since
                 fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    names = [self._queue.add(data) for data in items]
-                    if _syncfs(fd) != 0:
-                        error = ctypes.get_errno()
-                        raise OSError(error, f"syncfs: {os.strerror(error)}")
-                finally:
-                    os.close(fd)
-                return names
-            for data in items:
-                names.append(self._queue.add(data))
-            files, elements, buckets = [], [], set()
-            for data, name in zip(items, names):
-                element = os.path.join(self.path, name)
-                files.extend(os.path.join(element, field) for field in data)  # one file per field
-                elements.append(element)
-                buckets.add(os.path.dirname(element))
-            _fsync_all(files + elements)
-            _fsync_all(sorted(buckets) + [self.path])
+            names = [self._queue.add(data) for data in items]
+            if fd is not None:
+                self._sync_filesystem(fd)
+            else:
+                self._fsync_elements(items, names)
         except Exception as exc:  # dirq raises OSError, IOError and QueueError
             raise QueueIOError(f"cannot write to queue {self.path}: {exc}") from exc
+        finally:
+            if fd is not None:
+                os.close(fd)
         return names
+
+    @staticmethod
+    def _sync_filesystem(fd: int) -> None:
+        assert _syncfs is not None
+        if _syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs: {os.strerror(error)}")
+
+    def _fsync_elements(self, items: list[dict[str, str]], names: list[str]) -> None:
+        files, elements, buckets = [], [], set()
+        for data, name in zip(items, names):
+            element = os.path.join(self.path, name)
+            files.extend(os.path.join(element, field) for field in data)  # one file per field
+            elements.append(element)
+            buckets.add(os.path.dirname(element))
+        _fsync_all(files + elements)
+        _fsync_all(sorted(buckets) + [self.path])
 
     def names(self) -> list[str]:
         return list(self._queue)
