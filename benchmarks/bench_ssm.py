@@ -237,11 +237,16 @@ def _transport_only(base: str, pki: TestPKI, broker: ActiveMQ, count: int) -> di
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a running process (the broker) from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+def _stat_cpu(stat_path: str) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process or a thread)."""
+    with open(stat_path, encoding="ascii") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (the broker)."""
+    return _stat_cpu(f"/proc/{pid}/stat")
 
 
 def _jit_seconds(pid: int) -> float:
@@ -250,13 +255,10 @@ def _jit_seconds(pid: int) -> float:
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm", encoding="ascii") as handle:
-                if "CompilerThre" not in handle.read():
-                    continue
-            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+                if "CompilerThre" in handle.read():
+                    total += _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:  # the JVM retires idle compiler threads
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
