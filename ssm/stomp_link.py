@@ -275,8 +275,11 @@ class StompLink:
         try:
             self._conn.send(destination=destination, body=body.encode("utf-8"), headers=headers)
         except (StompException, OSError) as exc:
-            self._on_lost(f"send failed: {_describe(exc)}")
-            raise LinkError(f"Lost connection to {self.broker} while sending: {exc}") from None
+            raise self._send_failed(exc) from None
+
+    def _send_failed(self, exc: BaseException) -> LinkError:
+        self._on_lost(f"send failed: {_describe(exc)}")
+        return LinkError(f"Lost connection to {self.broker} while sending: {exc}")
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -287,15 +290,14 @@ class StompLink:
         unsent: messages stay in flight, acks are redelivered messages).
         """
         conn = self._conn
-        if conn is None or not isinstance(conn.transport, _EOFAwareTransport):
+        if conn is None:  # not connected: send/ack inside raise LinkError themselves
             yield
             return
         try:
             with conn.transport.corked():
                 yield
         except (StompException, OSError) as exc:
-            self._on_lost(f"send failed: {_describe(exc)}")
-            raise LinkError(f"Lost connection to {self.broker} while sending: {exc}") from None
+            raise self._send_failed(exc) from None
 
     def subscribe(self, destination: str, sub_id: str = "1", prefetch: int = 0) -> None:
         headers = {}
