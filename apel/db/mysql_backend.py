@@ -54,7 +54,7 @@ import pymysql.err
 from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
-from apel.db.schema import schema_statements
+from apel.db.schema_files import schema_statements
 from apel.records import model
 from apel.records.model import ParsedMessage
 

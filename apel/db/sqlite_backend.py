@@ -24,7 +24,7 @@ from typing import Any, Optional
 from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
-from apel.db.schema import schema_text
+from apel.db.schema_files import schema_text
 from apel.records.model import ParsedMessage
 
 _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
