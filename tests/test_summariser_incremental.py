@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from apel import samples
 from apel.db import pending
 from apel.db.backend import load_backend
-from apel.db.mysql_backend import apply_schema
+from apel.db.mysql_backend import MySQLBackend, apply_schema
+from apel.db.mysql_dialect import MySQLDialect
 from apel.records.model import CLOUD, JOB, NORMALISED_SUMMARY, SUMMARY, ParsedMessage
 from apel.services import summary_sql
 from apel.services.summariser import RunReport, Summariser, SummariserSettings
@@ -518,13 +519,13 @@ def test_a_load_committing_during_a_run_is_counted_once(mariadb, monkeypatch, mo
     other = mysql_backend(mariadb, name, fresh=False)
     db.query(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
     if not gate:
-        monkeypatch.setattr(pending, "GATE_EXCLUSIVE", "SELECT 1")
+        monkeypatch.setattr(MySQLDialect, "gate_exclusive", "SELECT 1")
     try:
         db.load_message(ParsedMessage(JOB, "test", [_a(0, 100), _a(1, 101), _b(2, 125)]), PUBLISHER)
         Summariser(db, SummariserSettings()).run()
         # job 1 moves from A to B: both keys are recomputed by the next incremental run
         db.load_message(ParsedMessage(JOB, "test", [_b(1, 101)]), PUBLISHER)
-        statements = summary_sql.cpu_statements(summary_sql.MYSQL)
+        statements = summary_sql.cpu_statements(MySQLBackend.dialect)
         hooked = statements.delete_pending_site_month if mode == "full" else statements.jobs_keys
         late = threading.Thread(target=other.load_message,
                                 args=(ParsedMessage(JOB, "test", [_b(3, 1000), _b(4, 2000)]), PUBLISHER))

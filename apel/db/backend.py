@@ -3,7 +3,8 @@
 Backends are registered under the ``apel.backends`` entry-point group (the
 built-in ``mysql`` and ``sqlite`` exactly like a third party's), so nothing above
 this layer imports a backend module by name. ``db.cfg`` ``[db] backend = NAME``
-selects one.
+selects one. A backend brings its SQL dialect (:mod:`apel.db.dialect`) as its
+``dialect`` attribute; one without a dialect is refused when it is loaded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import abc
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, ClassVar
 
+from apel.db.dialect import Dialect, UnsupportedBackend
 from apel.records.model import ParsedMessage
 
 ENTRY_POINT_GROUP = "apel.backends"
@@ -36,8 +38,8 @@ class DatabaseUnavailable(Exception):
 class Transaction(abc.ABC):
     """Statements that commit together (see :meth:`Backend.transaction`).
 
-    SQL is the backend's own dialect with its own placeholder
-    (:attr:`Backend.placeholder`); values are always passed as parameters.
+    SQL is the backend's own dialect (:attr:`Backend.dialect`) with its own placeholder;
+    values are always passed as parameters.
     """
 
     @abc.abstractmethod
@@ -57,8 +59,8 @@ class Backend(abc.ABC):
     """One connection to one accounting database."""
 
     name: str = ""
-    # The parameter marker of the backend's SQL dialect ("%s" for MySQL, "?" for SQLite).
-    placeholder: str = "%s"
+    # The SQL the services run on this backend; every backend must set it.
+    dialect: ClassVar[Dialect]
 
     def __init__(self, settings: Mapping[str, str]) -> None:
         """``settings`` are the ``[db]`` options of ``db.cfg`` (hostname, port, name,
@@ -119,6 +121,11 @@ class Backend(abc.ABC):
     def create_schema(self) -> None:
         """Create every table and view of the accounting schema (safe to repeat)."""
 
+    @property
+    def placeholder(self) -> str:
+        """The parameter marker of the backend's SQL (its dialect's)."""
+        return self.dialect.placeholder
+
     def __enter__(self) -> Backend:
         self.connect()
         return self
@@ -138,9 +145,27 @@ def available_backends() -> dict[str, object]:
 
 
 def load_backend(name: str) -> type[Backend]:
-    """The backend class registered as ``name``; KeyError lists the known names."""
+    """The backend class registered as ``name``; KeyError lists the known names.
+
+    UnsupportedBackend if what is registered is not a Backend or declares no dialect:
+    caught here, at start-up, rather than by the first statement it would get wrong.
+    """
     found = available_backends()
     if name not in found:
         known = ", ".join(sorted(found)) or "none installed"
         raise KeyError(f"unknown database backend {name!r} (known: {known})")
-    return found[name].load()
+    where = found[name].value
+    try:
+        backend_class = found[name].load()
+    except ImportError:
+        raise
+    except Exception as exc:  # e.g. a dialect that lacks a method cannot be instantiated
+        raise UnsupportedBackend(f"database backend {name!r} ({where}) cannot be loaded: {exc}") from exc
+    if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+        raise UnsupportedBackend(f"database backend {name!r} ({where}) is not an apel.db Backend")
+    if not isinstance(getattr(backend_class, "dialect", None), Dialect):
+        raise UnsupportedBackend(
+            f"database backend {name!r} ({where}) declares no SQL dialect (its 'dialect' attribute"
+            " must be an apel.db.dialect.Dialect), so the services cannot use it"
+        )
+    return backend_class

@@ -54,6 +54,7 @@ import pymysql.err
 from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
+from apel.db.mysql_dialect import MYSQL
 from apel.db.schema_files import schema_statements
 from apel.records import model
 from apel.records.model import ParsedMessage
@@ -214,7 +215,7 @@ class MySQLBackend(Backend):
     """The accounting database on a MySQL or MariaDB server."""
 
     name = "mysql"
-    placeholder = "%s"
+    dialect = MYSQL
 
     def __init__(self, settings: Mapping[str, str]) -> None:
         super().__init__(settings)
@@ -377,7 +378,7 @@ class MySQLBackend(Backend):
             assert isinstance(tx, _MySQLTransaction)
             cur = tx._cur
             if any(part.layout.record_type in pending.HSS_SOURCES for part in parts):
-                cur.execute(pending.GATE_SHARED)  # first: see apel.db.pending
+                cur.execute(self.dialect.gate_shared)  # first: see apel.db.pending
             ids = self._resolve_all(cur, parts, fresh)
             for part in parts:
                 layout = part.layout
@@ -492,9 +493,9 @@ class MySQLBackend(Backend):
         keys = pending.summary_keys(record_type, layout.columns, part.columns)
         if not keys:
             table_rows = part.rows()
-            pending.before_write(tx, self.name, self.placeholder, record_type, layout.columns, table_rows)
+            pending.before_write(tx, self.dialect, record_type, layout.columns, table_rows)
             self._write(cur, layout.table, layout.columns, layout.text_columns, part.columns)
-            pending.after_write(tx, self.placeholder, record_type, layout.columns, table_rows)
+            pending.after_write(tx, self.dialect, record_type, layout.columns, table_rows)
             return
 
         def rows_replaced() -> Optional[int]:

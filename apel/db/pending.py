@@ -35,13 +35,14 @@ load through the SQLite backend, which keeps the generic hooks below) writes rec
 entries. The summariser still recomputes a key with a delta entry when the delta may
 not be added: a summary feeds the row, or the row is stale (``StaleSummaryKeys``).
 
-**The gate (MySQL).** A delta is exact only if each job is counted once: either by a
-recomputation or by adding its delta, never both. So every summariser transaction
-must see a fixed set of committed loads. ``SummariserGate`` holds one row: a
-``load_message`` transaction that writes HSS sources first reads it ``LOCK IN SHARE
-MODE`` (:data:`GATE_SHARED`; loaders do not wait on each other), every summariser
-transaction ``FOR UPDATE`` (:data:`GATE_EXCLUSIVE`), which waits for the loads in
-progress and holds new ones back until it commits. SQLite serialises writers anyway.
+**The gate** (``Dialect.gate_shared`` and ``gate_exclusive``; MySQL's). A delta is exact
+only if each job is counted once: either by a recomputation or by adding its delta,
+never both. So every summariser transaction must see a fixed set of committed loads.
+``SummariserGate`` holds one row: a ``load_message`` transaction that writes HSS sources
+first reads it in share mode (``LOCK IN SHARE MODE``; loaders do not wait on each
+other), every summariser transaction exclusively (``FOR UPDATE``), which waits for the
+loads in progress and holds new ones back until it commits. An engine that serialises
+writers anyway (SQLite) has no gate.
 
 Both tables only ever get plain inserts (auto-increment ids, no other unique key), so
 concurrent loaders never wait on each other here. The summariser deletes what it has
@@ -62,6 +63,7 @@ from itertools import repeat
 from typing import Any, Optional
 
 from apel.db.backend import Transaction
+from apel.db.dialect import Dialect
 from apel.records import model
 
 # HSS key columns of PendingSummaryKeys, in this order.
@@ -95,10 +97,6 @@ _SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
 }
 # The record types that feed HSS rows (and PendingSummaryKeys).
 HSS_SOURCES = frozenset(_SOURCE_KEYS)
-# MySQL: the first statement of a load_message transaction that writes HSS sources, and of
-# every summariser transaction that reads PendingSummaryKeys (see the module docstring).
-GATE_SHARED = "SELECT id FROM SummariserGate WHERE id = 1 LOCK IN SHARE MODE"
-GATE_EXCLUSIVE = "SELECT id FROM SummariserGate WHERE id = 1 FOR UPDATE"
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
 _CHUNK = 500
 # Job ids per locking read of replaced_job_keys (each one a parameter). The read returns
@@ -113,20 +111,22 @@ def _insert_keys(mark: str) -> str:
 
 
 def before_write(
-    tx: Transaction, dialect: str, mark: str, record_type: str, columns: Sequence[str],
+    tx: Transaction, dialect: Dialect, record_type: str, columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
 ) -> None:
     """Record what the rows about to be replaced fed (their ids already substituted)."""
     if record_type == model.JOB:
-        _old_job_keys(tx, dialect, mark, columns, rows)
+        _old_job_keys(tx, dialect, columns, rows)
     elif record_type == model.CLOUD:
-        _old_cloud_months(tx, dialect, mark, columns, rows)
+        _old_cloud_months(tx, dialect, columns, rows)
 
 
 def after_write(
-    tx: Transaction, mark: str, record_type: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+    tx: Transaction, dialect: Dialect, record_type: str, columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
 ) -> None:
     """Record the HSS keys (or cloud site-months) of the rows just written."""
+    mark = dialect.placeholder
     if record_type in _SOURCE_KEYS:
         keys = summary_keys(record_type, columns, list(zip(*rows)) if rows else [[] for _ in columns])
         if keys:
@@ -282,26 +282,27 @@ def _key_from_text(text: str) -> tuple:
 
 
 def _old_job_keys(
-    tx: Transaction, dialect: str, mark: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    tx: Transaction, dialect: Dialect, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     site, job_id, end = (columns.index(c) for c in ("SiteID", "LocalJobId", "EndTime"))
+    mark = dialect.placeholder
     select = (
         f"INSERT INTO PendingSummaryKeys ({', '.join(KEY_COLUMNS)})"
         f" SELECT {', '.join(_SOURCE_KEYS[model.JOB])} FROM JobRecords"
     )
-    if dialect == "sqlite":
+    if dialect.embedded:
         # in-process: one indexed probe per record is cheap, and matches the PK exactly.
         # A stored row whose key equals (byte for byte) the key of the row replacing it
         # needs no entry of its own: after_write records that key.
         keys = _SOURCE_KEYS[model.JOB]
         positions = [columns.index(c) for c in keys]
         same = " AND ".join(
-            f"{c} = ? COLLATE BINARY" if c in ("InfrastructureType", "ServiceLevelType") else f"{c} = ?"
+            dialect.identical(c, mark) if c in ("InfrastructureType", "ServiceLevelType") else f"{c} = {mark}"
             for c in keys
         )
         tx.executemany(
-            select + " WHERE SiteID = ? AND rtrim(LocalJobId, ' ') = rtrim(?, ' ') COLLATE NOCASE"
-            f" AND EndTime = ? AND NOT ({same})",
+            select + f" WHERE SiteID = {mark} AND {dialect.same('LocalJobId', mark)}"
+            f" AND EndTime = {mark} AND NOT ({same})",
             [(row[site], row[job_id], row[end], *(row[p] for p in positions)) for row in rows],
         )
         return
@@ -315,12 +316,12 @@ def _old_job_keys(
         ordered = sorted(ids)
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start:start + _CHUNK]
-            marks = ", ".join([mark] * len(chunk))
-            tx.execute(select + f" WHERE SiteID = {mark} AND LocalJobId IN ({marks})", [site_id, *chunk])
+            tx.execute(select + f" WHERE SiteID = {mark} AND {dialect.matches_any('LocalJobId', len(chunk))}",
+                       [site_id, *chunk])
 
 
 def _old_cloud_months(
-    tx: Transaction, dialect: str, mark: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    tx: Transaction, dialect: Dialect, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     vm = columns.index("VMUUID")
     select = (
@@ -328,10 +329,9 @@ def _old_cloud_months(
         " SELECT DISTINCT SiteID, MeasurementYear, MeasurementMonth FROM CloudRecords"
     )
     vms = sorted({row[vm] for row in rows})
-    if dialect == "sqlite":
-        where = " WHERE rtrim(VMUUID, ' ') = rtrim(?, ' ') COLLATE NOCASE"
-        tx.executemany(select + where, [(v,) for v in vms])
+    if dialect.embedded:
+        tx.executemany(select + f" WHERE {dialect.same('VMUUID', dialect.placeholder)}", [(v,) for v in vms])
         return
     for start in range(0, len(vms), _CHUNK):
         chunk = vms[start:start + _CHUNK]
-        tx.execute(select + f" WHERE VMUUID IN ({', '.join([mark] * len(chunk))})", chunk)
+        tx.execute(select + f" WHERE {dialect.matches_any('VMUUID', len(chunk))}", chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apel.db.backend import Backend, load_backend
+from apel.db.dialect import UnsupportedBackend
 from ssm.config import ConfigFile
 
 
@@ -18,6 +19,8 @@ def read_db_settings(config: ConfigFile) -> tuple[type[Backend], dict]:
         raise config.error("db", "backend", str(exc.args[0])) from None
     except ImportError as exc:
         raise config.error("db", "backend", f"{name!r} cannot be loaded: {exc}") from None
+    except UnsupportedBackend as exc:
+        raise config.error("db", "backend", str(exc)) from None
     settings = {option: config.get("db", option) for option in config.options("db")}
     settings["backend"] = name
     return backend_class, settings

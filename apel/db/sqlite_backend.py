@@ -25,6 +25,7 @@ from apel.db import pending
 from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema_files import schema_text
+from apel.db.sqlite_dialect import SQLITE
 from apel.records.model import ParsedMessage
 
 _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -95,7 +96,7 @@ class SQLiteBackend(Backend):
     """The accounting database in one SQLite file (``[db] name``)."""
 
     name = "sqlite"
-    placeholder = "?"
+    dialect = SQLITE
 
     def __init__(self, settings: Mapping[str, str]) -> None:
         super().__init__(settings)
@@ -226,9 +227,9 @@ class SQLiteBackend(Backend):
                 layout = part.layout
                 table_rows = self._substitute(conn, part, cache)
                 # the summariser's bookkeeping, in this same transaction (apel.db.pending)
-                pending.before_write(tx, self.name, "?", layout.record_type, layout.columns, table_rows)
+                pending.before_write(tx, self.dialect, layout.record_type, layout.columns, table_rows)
                 written += self._write(conn, layout, table_rows)
-                pending.after_write(tx, "?", layout.record_type, layout.columns, table_rows)
+                pending.after_write(tx, self.dialect, layout.record_type, layout.columns, table_rows)
         return written
 
     def _substitute(

@@ -26,9 +26,10 @@ precedence order:
 
 - a key with a *recompute entry* is recomputed from all its current source rows, which
   writes exactly what a full run writes for it (HSS is replace-only);
-- a key with only *delta entries* (MySQL: jobs added by a message that replaced nothing)
-  gets them added to its HSS row with one ``INSERT ... SELECT ... GROUP BY ... ON
-  DUPLICATE KEY UPDATE`` (sums and counts added, earliest/latest and the binary-smallest
+- a key with only *delta entries* (backends whose dialect has ``job_deltas``, such as
+  MySQL: jobs added by a message that replaced nothing) gets them added to its HSS row
+  with one upsert (``INSERT ... SELECT ... GROUP BY ... ON DUPLICATE KEY UPDATE`` on
+  MySQL: sums and counts added, earliest/latest and the binary-smallest
   spellings kept, the normalised durations recomputed from the new sums), without
   reading any of the key's other jobs: the cost is proportional to what was loaded, not
   to the size of the touched groups. This is exact because the HSS row of such a key
@@ -39,15 +40,16 @@ precedence order:
   the recomputed keys; full: every HSS row of each site-month, looked at row by row only
   where the site-month's row counts leave room for a stale one).
 
-Each transaction first takes the ``SummariserGate`` row ``FOR UPDATE`` (MySQL; loaders
-take it in share mode) and reads its entries inside, so it sees a fixed set of committed
-loads: every job a recomputation reads has its entry among those read, and no job is
-both recomputed and added again later. It deletes exactly the entries it read; entries
-committed later stay for the next run, and a failed run leaves everything to be redone.
-Every key a full run would change is pending, so an incremental run leaves the tables
-as a full run would. ``--full`` (and the first run on a database, recognised by the
-missing ``LastUpdated`` row ``summariser-<type>``) recomputes every site-month, each in
-one gated transaction that also clears the site-month's pending entries.
+Each transaction first takes the ``SummariserGate`` row exclusively (where the dialect
+has a gate, as MySQL's does; loaders take it in share mode) and reads its entries
+inside, so it sees a fixed set of committed loads: every job a recomputation reads has
+its entry among those read, and no job is both recomputed and added again later. It
+deletes exactly the entries it read; entries committed later stay for the next run, and
+a failed run leaves everything to be redone. Every key a full run would change is
+pending, so an incremental run leaves the tables as a full run would. ``--full`` (and
+the first run on a database, recognised by the missing ``LastUpdated`` row
+``summariser-<type>``) recomputes every site-month, each in one gated transaction that
+also clears the site-month's pending entries.
 
 With the stale clean-up enabled, a cloud run also recomputes every site-month inside
 the clean-up window: the clean-up deletes what the run did not refresh there, so the
@@ -74,8 +76,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from apel.db import pending
 from apel.db.backend import Backend, Transaction
+from apel.db.dialect import dialect_of
 from apel.services import summary_sql as sql
 
 log = logging.getLogger("apel.summariser")
@@ -160,8 +162,8 @@ class Summariser:
         self.backend = backend
         self.settings = settings
         self._clock = clock
-        self.dialect = sql.dialect_for(backend.name, backend.placeholder)
-        self._mark = self.dialect.mark
+        self.dialect = dialect_of(backend)
+        self._mark = self.dialect.placeholder
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -194,10 +196,11 @@ class Summariser:
 
     def _run_cpu(self, report: RunReport, started: float) -> None:
         statements = sql.cpu_statements(self.dialect)
-        if self.dialect.name == "mysql" and not self.backend.query("SELECT id FROM SummariserGate"):
+        gated = self.dialect.gate_exclusive is not None
+        if gated and not self.backend.query("SELECT id FROM SummariserGate"):
             # the gate's one row (a schema loaded by hand may lack it): without it the
             # locks below would be gap locks, which do not exclude each other
-            self.backend.query("INSERT IGNORE INTO SummariserGate (id) VALUES (1)")
+            self.backend.query(self.dialect.insert_ignore("SummariserGate", ("id",), "VALUES (1)"))
         if report.mode == "full":
             site_months = sorted(set(self.backend.query(statements.site_months)))
             steps = (statements.jobs_site_month, statements.summaries_site_month,
@@ -285,18 +288,18 @@ class Summariser:
 
     def _job_groups(self, inserted: int, changed: int) -> int:
         """At most the number of job groups a site-month's REPLACE wrote, from the rows it
-        inserted and the changed-row count. MySQL counts a replaced row twice, or once
-        if it was identical (then this falls short, which only costs a check); SQLite
-        counts each written row once."""
-        if self.dialect.name == "sqlite":
+        inserted and the changed-row count. An engine that counts a replaced row twice
+        (MySQL) counts it once if it was identical (then this falls short, which only
+        costs a check); others count each written row once."""
+        if not self.dialect.replace_counts_twice:
             return changed
         return inserted + (changed - inserted) // 2
 
     def _gate(self, tx: Transaction) -> None:
-        """MySQL: wait for the loads in progress and keep new ones out until this
-        transaction ends (``apel.db.pending``). SQLite's writers are serialised anyway."""
-        if self.dialect.name == "mysql":
-            tx.execute(pending.GATE_EXCLUSIVE)
+        """Wait for the loads in progress and keep new ones out until this transaction
+        ends (``apel.db.pending``), where the engine does not serialise writers anyway."""
+        if self.dialect.gate_exclusive is not None:
+            tx.execute(self.dialect.gate_exclusive)
 
     # -- cloud ------------------------------------------------------------------------------
 

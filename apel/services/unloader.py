@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 from dirq.QueueSimple import QueueSimple
 
 from apel.db.backend import Backend
+from apel.db.dialect import Dialect, dialect_of
 from apel.records import (
     CLOUD,
     CLOUD_SUMMARY,
@@ -227,13 +228,16 @@ class Selection:
     describe: str
 
 
-def build_selection(view: View, settings: UnloaderSettings, placeholder: str,
+def build_selection(view: View, settings: UnloaderSettings, dialect: Dialect,
                     last_sent: Optional[dt.datetime], now: dt.datetime) -> Selection:
-    """The SELECT for this run: values only as parameters, names only from ``view``.
+    """The SELECT for this run in the backend's ``dialect``: values only as parameters,
+    names only from ``view``.
 
     ``last_sent`` is LastUpdated['sent'] (None: never sent), ``now`` the database's
     current UTC time; both naive UTC.
     """
+    placeholder = dialect.placeholder
+    quote = _quoter(dialect)
     conditions: list[str] = []
     params: list[Any] = []
     notes: list[str] = []
@@ -243,13 +247,13 @@ def build_selection(view: View, settings: UnloaderSettings, placeholder: str,
 
     if view.filtered:
         if settings.include_vos:  # include wins over exclude
-            conditions.append(f"{_quote(view.vo_column)} IN ({marks(len(settings.include_vos))})")
+            conditions.append(f"{quote(view.vo_column)} IN ({marks(len(settings.include_vos))})")
             params += settings.include_vos
         elif settings.exclude_vos:
-            conditions.append(f"{_quote(view.vo_column)} NOT IN ({marks(len(settings.exclude_vos))})")
+            conditions.append(f"{quote(view.vo_column)} NOT IN ({marks(len(settings.exclude_vos))})")
             params += settings.exclude_vos
         if not settings.local_jobs:
-            conditions.append(f"{_quote(view.infrastructure_column)} = {placeholder}")
+            conditions.append(f"{quote(view.infrastructure_column)} = {placeholder}")
             params.append(GRID)
     if settings.interval == LATEST:
         if view.super_summary:
@@ -274,7 +278,7 @@ def build_selection(view: View, settings: UnloaderSettings, placeholder: str,
             params += [settings.gap_start.year * 12 + settings.gap_start.month,
                        settings.gap_end.year * 12 + settings.gap_end.month]
         notes.append(f"gap {settings.gap_start}..{settings.gap_end}")
-    columns = ", ".join(_quote(name) for name in view.columns)
+    columns = ", ".join(quote(name) for name in view.columns)
     # Names come from VIEWS (a fixed allow-list), never from the configuration.
     sql = f"SELECT {columns} FROM {view.name}"  # noqa: S608
     if conditions:
@@ -282,10 +286,13 @@ def build_selection(view: View, settings: UnloaderSettings, placeholder: str,
     return Selection(sql, params, "; ".join(notes))
 
 
-def _quote(name: Optional[str]) -> str:
-    """Backquotes work in MySQL and SQLite alike (VStarRecords has a column named Group)."""
-    assert name is not None and "`" not in name
-    return f"`{name}`"
+def _quoter(dialect: Dialect) -> Callable[[Optional[str]], str]:
+    """Column names quoted as the dialect quotes them (VStarRecords has a column named Group)."""
+    def quote(name: Optional[str]) -> str:
+        assert name is not None
+        return dialect.quote(name)
+
+    return quote
 
 
 def _converter(kind: str) -> Optional[Callable[[Any], Any]]:
@@ -349,6 +356,7 @@ class Unloader:
     def __init__(self, settings: UnloaderSettings, backend: Backend) -> None:
         self.settings = settings
         self.backend = backend
+        self.dialect = dialect_of(backend)
         self.view = check_settings(settings)
         if not self.view.filtered and (settings.include_vos or settings.exclude_vos):
             log.warning("include_vos and exclude_vos do not apply to %s: all its rows are eligible",
@@ -364,11 +372,11 @@ class Unloader:
     def last_sent(self) -> Optional[dt.datetime]:
         """LastUpdated['sent'], or None if nothing was ever sent in latest mode."""
         rows = self.backend.query(
-            f"SELECT UpdateTime FROM LastUpdated WHERE Type = {self.backend.placeholder}", [SENT])  # noqa: S608
+            f"SELECT UpdateTime FROM LastUpdated WHERE Type = {self.dialect.placeholder}", [SENT])  # noqa: S608
         return _naive_utc(rows[0][0]) if rows else None
 
     def set_last_sent(self, when: dt.datetime) -> None:
-        mark = self.backend.placeholder
+        mark = self.dialect.placeholder
         with self.backend.transaction() as tx:
             tx.execute(f"DELETE FROM LastUpdated WHERE Type = {mark}", [SENT])  # noqa: S608
             tx.execute(f"INSERT INTO LastUpdated (Type, UpdateTime) VALUES ({mark}, {mark})",  # noqa: S608
@@ -395,7 +403,7 @@ class Unloader:
         now = self.database_now()
         tracks_latest = settings.interval == LATEST and not view.super_summary
         last = self.last_sent() if tracks_latest else None
-        selection = build_selection(view, settings, self.backend.placeholder, last, now)
+        selection = build_selection(view, settings, self.dialect, last, now)
         log.info("Unloading %s (interval %s%s)", view.name, settings.interval,
                  f": {selection.describe}" if selection.describe else "")
         log.debug("Selection: %s %s", selection.sql, selection.params)
