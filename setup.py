@@ -18,6 +18,11 @@ setup(
         # cryptography has no public PKCS#7 verify API; asn1crypto parses the
         # CMS SignedData so the signature can be checked in-process.
         "asn1crypto>=1.5",
+        # Certificate paths are judged by OpenSSL's own validator (X509Store and
+        # X509StoreContext over the hashed CA directory), so the verdict is exactly
+        # `openssl verify -CApath`'s; cryptography's verifier is web-PKI policy, has no
+        # CRLs and refuses v1 roots.
+        "pyOpenSSL>=24.0",
         "PyMySQL>=1.1",
         "python-daemon>=3.0",
         "ldap3>=2.9",

@@ -11,10 +11,12 @@ The public functions keep the signatures of the existing SSM's crypto module so 
 sender and receiver can call them unchanged. Every failure is a ``CryptoException``
 whose text says what is wrong in terms an operator can act on.
 
-The CA directory (``capath``, OpenSSL's hashed layout: ``<hash>.N`` certificates and
-``<hash>.rN`` CRLs) is parsed once and cached; a call costs one ``stat`` of the
-directory plus one per CA or CRL file it uses, so changes (new CRLs from fetch-crl,
-even rewritten in place) are seen at the next call.
+Certificate paths are judged by OpenSSL's own validator (pyOpenSSL's X509Store over the
+CA directory ``capath``, OpenSSL's hashed layout: ``<hash>.N`` certificates and
+``<hash>.rN`` CRLs), so the verdict is ``openssl verify``'s. The store is kept between
+calls; a call costs a ``stat`` of the directory plus one per CA or CRL file the chain
+used, so changes (new CRLs from fetch-crl, even rewritten in place) are seen at the
+next call.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ import codecs
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import quopri
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional, Union
 
+import OpenSSL.crypto
 from asn1crypto import cms, core
 from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
@@ -49,10 +54,6 @@ PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
 # Certificates must stay valid at least this long for the start-up checks (ssm.md §7.5).
 EXPIRY_MARGIN = dt.timedelta(seconds=86400)
-# A chain longer than this is refused rather than followed (loops, hostile bags).
-MAX_CHAIN_DEPTH = 10
-# Validated chains remembered per CA directory version (a bounded memo).
-MAX_CACHED_CHAINS = 1024
 # Top-level or inner MIME header blocks longer than this are not header blocks.
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -174,260 +175,433 @@ def _load_key_file(path: str) -> PrivateKey:
     return private_key
 
 
-# -- the CA directory --------------------------------------------------------------------
+# -- the CA directory, judged by OpenSSL -------------------------------------------------
 
-_CERT_NAME = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
-_CRL_NAME = re.compile(r"^[0-9a-f]{8}\.r[0-9]+$")
+StatKey = tuple[int, int, int, int]
 
+# Files OpenSSL's hashed-directory lookup reads: <hash>.N certificates, <hash>.rN CRLs.
+_HASHED_NAME = re.compile(r"^([0-9a-f]{8})\.(r?)[0-9]+$")
 
-@dataclass
-class _CRL:
-    path: str
-    crl: x509.CertificateRevocationList
-    revoked: dict[int, x509.RevokedCertificate]
-    # Signature checked against these CA certificates already (by DER identity).
-    verified_by: set = field(default_factory=set)
-
-
-@dataclass
-class _CAStore:
-    """The parsed contents of one capath, indexed for chain building."""
-
-    capath: str
-    token: tuple[int, int, int, int]
-    by_subject: dict[x509.Name, list[x509.Certificate]]
-    trusted: set[x509.Certificate]
-    crls_by_issuer: dict[x509.Name, list[_CRL]]
-    # Where each trusted certificate and CRL came from, with its stat key then.
-    sources: dict[int, tuple[str, tuple[int, int, int, int]]]
-    # Chains already built (signature-checked) against this version of the directory.
-    chains: dict[tuple[x509.Certificate, tuple[x509.Certificate, ...]], list[x509.Certificate]] = field(
-        default_factory=dict
-    )
-
-    def is_fresh(self, objects: list[object]) -> bool:
-        """Whether the files the given certificates/CRLs came from are unchanged on disk."""
-        for obj in objects:
-            source = self.sources.get(id(obj))
-            if source is None:
-                continue
-            try:
-                if _stat_key(source[0]) != source[1]:
-                    return False
-            except OSError:
-                return False
-        return True
-
-
-_store_lock = threading.Lock()
-_stores: dict[str, _CAStore] = {}
-# Parsed files shared between rescans: path -> (stat key, certificates or CRL).
-_capath_files: dict[str, tuple[tuple[int, int, int, int], object]] = {}
-
-
-def _parse_capath_file(path: str, is_crl: bool) -> Optional[object]:
-    try:
-        key = _stat_key(path)
-    except OSError:
-        return None
-    cached = _capath_files.get(path)
-    if cached and cached[0] == key:
-        return cached
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-        if is_crl:
-            crl = x509.load_pem_x509_crl(data)
-            parsed: object = _CRL(path, crl, {r.serial_number: r for r in crl})
-        else:
-            parsed = x509.load_pem_x509_certificates(data)
-    except (OSError, ValueError) as e:
-        log.debug("Ignoring unreadable file %s in CA directory: %s", path, e)
-        return None
-    entry = (key, parsed)
-    _capath_files[path] = entry
-    return entry
-
-
-def _ca_store(capath: str, reload: bool = False) -> _CAStore:
-    """The cached store for ``capath``, rescanned when the directory changed."""
-    try:
-        token = _stat_key(capath)
-    except OSError as e:
-        raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
-    store = _stores.get(capath)
-    if store is not None and store.token == token and not reload:
-        return store
-    with _store_lock:
-        by_subject: dict[x509.Name, list[x509.Certificate]] = {}
-        trusted: set[x509.Certificate] = set()
-        crls: dict[x509.Name, list[_CRL]] = {}
-        sources: dict[int, tuple[str, tuple[int, int, int, int]]] = {}
-        try:
-            names = sorted(os.listdir(capath))
-        except OSError as e:
-            raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
-        for name in names:
-            is_crl = bool(_CRL_NAME.match(name))
-            if not is_crl and not _CERT_NAME.match(name):
-                continue
-            path = os.path.join(capath, name)
-            entry = _parse_capath_file(path, is_crl)
-            if entry is None:
-                continue
-            key, parsed = entry
-            if isinstance(parsed, _CRL):
-                crls.setdefault(parsed.crl.issuer, []).append(parsed)
-                sources[id(parsed)] = (path, key)
-            else:
-                for cert in parsed:  # type: ignore[attr-defined]
-                    if cert not in trusted:
-                        trusted.add(cert)
-                        by_subject.setdefault(cert.subject, []).append(cert)
-                        sources[id(cert)] = (path, key)
-        store = _CAStore(capath, token, by_subject, trusted, crls, sources)
-        _stores[capath] = store
-        return store
-
-
-# -- chain validation --------------------------------------------------------------------
+# OpenSSL's verify error codes (X509_V_ERR_*) that get a reason of their own.
+_ERR_UNABLE_TO_GET_ISSUER_CERT = 2
+_ERR_UNABLE_TO_GET_CRL = 3
+_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE = 5
+_ERR_CERT_SIGNATURE_FAILURE = 7
+_ERR_CRL_SIGNATURE_FAILURE = 8
+_ERR_CERT_NOT_YET_VALID = 9
+_ERR_CERT_HAS_EXPIRED = 10
+_ERR_CRL_NOT_YET_VALID = 11
+_ERR_CRL_HAS_EXPIRED = 12
+_ERR_DEPTH_ZERO_SELF_SIGNED_CERT = 18
+_ERR_SELF_SIGNED_CERT_IN_CHAIN = 19
+_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
+_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
+_ERR_CERT_REVOKED = 23
+_ERR_PATH_LENGTH_EXCEEDED = 25
+_ERR_KEYUSAGE_NO_CERTSIGN = 32
+_ERR_UNABLE_TO_GET_CRL_ISSUER = 33
+_ERR_UNHANDLED_CRITICAL_EXTENSION = 34
+_ERR_KEYUSAGE_NO_CRL_SIGN = 35
+# Permitted/excluded subtree violations and name forms OpenSSL cannot check.
+_ERR_NAME_CONSTRAINTS = range(47, 54)
+_ERR_INVALID_CA = 79  # 24 before OpenSSL 3.0
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _is_self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
+@functools.lru_cache(maxsize=1024)
+def _openssl_x509(cert: x509.Certificate) -> OpenSSL.crypto.X509:
+    """OpenSSL's form of a certificate, converted once: a sender's certificate and its
+    CAs come with every message. Keyed by the certificate, whose equality and hash are
+    its DER's; nothing about trust is cached here."""
+    return OpenSSL.crypto.X509.from_cryptography(cert)
 
 
-def _ca_problem(cert: x509.Certificate, below: int) -> Optional[str]:
-    """Why ``cert`` may not issue certificates (with ``below`` CAs under it), or None."""
+class _Snapshot:
+    """An OpenSSL store over one CA directory, and the directory as it was when made.
+
+    The store reads the directory itself (``X509_LOOKUP_hash_dir``, as ``openssl
+    verify -CApath``), lazily, and keeps what it read; the stat keys say when that may
+    no longer be what is on disk.
+    """
+
+    def __init__(self, capath: str, check_crls: bool) -> None:
+        self.dir_key = _dir_key(capath)
+        try:
+            names = os.listdir(capath)
+        except OSError as e:
+            raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
+        self.files: dict[str, StatKey] = {}
+        self.by_hash: dict[str, list[str]] = {}
+        for name in names:
+            match = _HASHED_NAME.match(name)
+            if not match or (match.group(2) and not check_crls):
+                continue
+            try:
+                self.files[name] = _stat_key(os.path.join(capath, name))
+            except OSError:
+                continue  # a dangling link: OpenSSL cannot read it either
+            self.by_hash.setdefault(match.group(1), []).append(name)
+        self.store = OpenSSL.crypto.X509Store()
+        if check_crls:
+            flags = OpenSSL.crypto.X509StoreFlags
+            self.store.set_flags(flags.CRL_CHECK | flags.CRL_CHECK_ALL)
+        self.store.load_locations(None, capath)
+
+    def verify(self, leaf: OpenSSL.crypto.X509, bag: list[OpenSSL.crypto.X509]) -> list[OpenSSL.crypto.X509]:
+        """The validated chain, leaf first; X509StoreContextError says why there is none."""
+        return OpenSSL.crypto.X509StoreContext(self.store, leaf, bag or None).get_verified_chain()
+
+    def files_for(self, chain: list[OpenSSL.crypto.X509]) -> list[str]:
+        """The files OpenSSL may have read to build and check ``chain``: those named
+        after a chain certificate's subject (its CA certificates and their CRLs)."""
+        names: list[str] = []
+        for cert in chain:
+            names += self.by_hash.get(f"{cert.subject_name_hash():08x}", ())
+        return names
+
+
+def _dir_key(capath: str) -> StatKey:
+    try:
+        return _stat_key(capath)
+    except OSError as e:
+        raise CryptoException(f"cannot read CA directory {capath}: {e.strerror}") from e
+
+
+class TrustStore:
+    """The CAs (and, with ``check_crls``, CRLs) of one hashed CA directory, and the
+    verdict on a certificate against them.
+
+    OpenSSL's own validator makes the verdict, through pyOpenSSL, so it is the one
+    ``openssl verify -CApath DIR -purpose any [-crl_check_all]`` gives, the tool the
+    existing SSM used and operators' IGTF bundles are made for; a hand-written path
+    builder disagreed with it in ways that matter (a version 1 end-entity certificate
+    accepted as a CA, unknown critical extensions and name constraints ignored). No
+    purpose is checked: grid host certificates lack emailProtection.
+
+    OpenSSL keeps what it read from the directory, so a file rewritten in place
+    (fetch-crl does this) would go unseen: each call costs a ``stat`` of the directory
+    and of the files the chain came from, and the store is made afresh when any of
+    them changed (or, after a refusal, when any file in the directory did).
+    """
+
+    def __init__(self, capath: str, check_crls: bool) -> None:
+        self.capath = capath
+        self.check_crls = bool(check_crls)
+        self._lock = threading.Lock()
+        self._snapshot: Optional[_Snapshot] = None
+
+    def validate(
+        self, cert: x509.Certificate, untrusted: Sequence[x509.Certificate] = (), what: str = "certificate"
+    ) -> None:
+        """Raise CryptoException saying why unless ``cert`` chains to a CA in capath
+        (through ``untrusted`` intermediates, e.g. a message's certificate bag) and
+        neither it nor a CA above it is expired or revoked."""
+        leaf = _openssl_x509(cert)
+        bag = [_openssl_x509(c) for c in untrusted if c is not cert]
+        snapshot = self._current()
+        try:
+            if not self._changed(snapshot, snapshot.files_for(snapshot.verify(leaf, bag))):
+                return
+        except OpenSSL.crypto.X509StoreContextError as error:
+            if not self._changed(snapshot, None):
+                raise CryptoException(self._reason(error, cert, what)) from error
+        # What the verdict rested on changed on disk since OpenSSL read it: judge again.
+        try:
+            self._rebuild().verify(leaf, bag)
+        except OpenSSL.crypto.X509StoreContextError as error:
+            raise CryptoException(self._reason(error, cert, what)) from error
+
+    def _current(self) -> _Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and _dir_key(self.capath) == snapshot.dir_key:
+            return snapshot
+        return self._rebuild()
+
+    def _rebuild(self) -> _Snapshot:
+        with self._lock:
+            self._snapshot = _Snapshot(self.capath, self.check_crls)
+            return self._snapshot
+
+    def _changed(self, snapshot: _Snapshot, names: Optional[list[str]]) -> bool:
+        """Whether the directory, or the named files (None: all), changed since ``snapshot``."""
+        try:
+            if _stat_key(self.capath) != snapshot.dir_key:
+                return True
+            for name in snapshot.files if names is None else names:
+                if _stat_key(os.path.join(self.capath, name)) != snapshot.files[name]:
+                    return True
+        except OSError:
+            return True
+        return False
+
+    # -- reasons ---------------------------------------------------------------------------
+
+    def _reason(self, error: OpenSSL.crypto.X509StoreContextError, leaf: x509.Certificate, what: str) -> str:
+        """OpenSSL's verify error as a sentence naming the certificate it concerns."""
+        code, depth, text = error.errors
+        try:
+            cert = error.certificate.to_cryptography()
+        except (ValueError, TypeError):
+            cert = leaf
+        failure = _Failure(code, depth, text, cert, f"{what} {_slash_dn(leaf.subject)}", self)
+        explain = _EXPLANATIONS.get(code)
+        if explain is None and code in _ERR_NAME_CONSTRAINTS:
+            explain = _name_constraints
+        if explain is None:
+            return f"{failure.label} failed verification: {text} (OpenSSL verify error {code})"
+        return explain(failure)
+
+    def crls_for(self, issuer: x509.Name) -> list[tuple[str, x509.CertificateRevocationList]]:
+        """The CRLs in capath that OpenSSL reads for a CA named ``issuer`` (for reasons)."""
+        prefix = _name_hash(issuer)
+        found: list[tuple[str, x509.CertificateRevocationList]] = []
+        for index in itertools.count() if prefix else ():
+            path = os.path.join(self.capath, f"{prefix}.r{index}")
+            try:
+                with open(path, "rb") as handle:
+                    crl = x509.load_pem_x509_crl(handle.read())
+            except (OSError, ValueError):
+                break
+            if crl.issuer == issuer:
+                found.append((path, crl))
+        return found
+
+
+@dataclass
+class _Failure:
+    """One OpenSSL verify error and what a reason needs to name it."""
+
+    code: int
+    depth: int
+    text: str
+    cert: x509.Certificate  # the certificate the error concerns
+    subject: str  # the certificate being validated: "signer certificate /C=..."
+    store: TrustStore
+
+    @property
+    def label(self) -> str:
+        """The certificate the error concerns, named within the chain being validated."""
+        if self.depth == 0:
+            return self.subject
+        return f"{self.subject}: CA certificate {_slash_dn(self.cert.subject)}"
+
+    @property
+    def issuer(self) -> str:
+        return _slash_dn(self.cert.issuer)
+
+
+def _not_trusted(f: _Failure) -> str:
+    return f"{f.label} not issued by a trusted CA in {f.store.capath} (no valid issuer {f.issuer} found)"
+
+
+def _issuer_not_in_capath(f: _Failure) -> str:
+    """The chain reached a CA in capath that is not self-signed: OpenSSL then looks for
+    its issuer in capath only, never in the message's bag."""
+    return (
+        f"{f.label} not issued by a trusted CA in {f.store.capath} (no valid issuer {f.issuer} "
+        f"found there; above a CA from the CA directory, every issuer must be in it too)"
+    )
+
+
+def _self_signed(f: _Failure) -> str:
+    if f.depth == 0:
+        return f"{f.label} is self-signed and not a trusted CA in {f.store.capath}"
+    return (
+        f"{f.subject} not issued by a trusted CA in {f.store.capath}: its chain ends at "
+        f"self-signed {_slash_dn(f.cert.subject)}, which is not a trusted CA there"
+    )
+
+
+def _bad_signature(f: _Failure) -> str:
+    return (
+        f"{f.label} not issued by a trusted CA in {f.store.capath} "
+        f"(its signature does not verify with the key of {f.issuer})"
+    )
+
+
+def _not_yet_valid(f: _Failure) -> str:
+    return f"{f.label} not valid before {_when(f.cert.not_valid_before_utc)}"
+
+
+def _expired(f: _Failure) -> str:
+    return f"{f.label} expired on {_when(f.cert.not_valid_after_utc)}"
+
+
+def _revoked(f: _Failure) -> str:
+    serial = f.cert.serial_number
+    for path, crl in f.store.crls_for(f.cert.issuer):
+        entry = crl.get_revoked_certificate_by_serial_number(serial)
+        if entry is not None:
+            return f"{f.label} revoked on {_when(entry.revocation_date_utc)} (serial {serial:#x}, CRL {path})"
+    return f"{f.label} revoked (serial {serial:#x})"
+
+
+def _not_a_ca(f: _Failure) -> str:
+    cert = f.cert
+    bc: Optional[x509.BasicConstraints]
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         bc = None
-    if bc is None:
-        # Version 1 roots predate extensions; OpenSSL accepts them as trust anchors.
-        if cert.version != x509.Version.v1:
-            return "has no BasicConstraints CA:TRUE"
+    if cert.version == x509.Version.v1:
+        why = "a version 1 certificate that is not self-signed: only a self-signed trust anchor may be v1"
+    elif not _key_usage_allows(cert, "key_cert_sign"):
+        why = "key usage does not allow certificate signing"
+    elif bc is None:
+        why = "no BasicConstraints CA:TRUE"
     elif not bc.ca:
-        return "is not a CA (BasicConstraints CA:FALSE)"
-    elif bc.path_length is not None and below > bc.path_length:
-        return f"path length constraint {bc.path_length} exceeded"
+        why = "BasicConstraints CA:FALSE"
+    else:
+        why = f.text
+    return f"{f.label} is not a valid CA ({why})"
+
+
+def _key_usage_allows(cert: x509.Certificate, usage: str) -> bool:
     try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not ku.key_cert_sign:
-            return "key usage does not allow certificate signing"
+        return bool(getattr(cert.extensions.get_extension_for_class(x509.KeyUsage).value, usage))
     except x509.ExtensionNotFound:
-        pass
-    return None
+        return True
 
 
-def _validity_problem(cert: x509.Certificate, what: Optional[str], now: dt.datetime) -> Optional[str]:
-    """Why ``cert`` is not valid at ``now``, or None; ``what`` None names it as a CA."""
-    if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        return None
-    what = what or f"CA certificate {_slash_dn(cert.subject)}"
-    if now > cert.not_valid_after_utc:
-        return f"{what} expired on {_when(cert.not_valid_after_utc)}"
-    return f"{what} not valid before {_when(cert.not_valid_before_utc)}"
+def _path_length(f: _Failure) -> str:
+    try:
+        limit = f.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:
+        limit = None
+    return f"{f.label} path length constraint {limit} exceeded (too many CAs below it)"
 
 
-def _build_chain(
-    cert: x509.Certificate, store: _CAStore, extra: list[x509.Certificate], what: str
-) -> list[x509.Certificate]:
-    """The path from ``cert`` up to a self-signed CA in capath (intermediates may come
-    from capath or from ``extra``, the message's certificate bag).
-
-    Like ``openssl verify`` without partial chains: the path must end at a self-issued
-    trusted certificate. Each link is a real signature check, so a CA with the right
-    name but another key (an impostor) never links.
-    """
-    key = (cert, tuple(c for c in extra if c is not cert))
-    cached = store.chains.get(key)
-    if cached is not None:
-        return cached
-    chain = [cert]
-    current = cert
-    while True:
-        if current in store.trusted and _is_self_issued(current):
-            if len(store.chains) >= MAX_CACHED_CHAINS:
-                store.chains.clear()
-            store.chains[key] = chain
-            return chain
-        if len(chain) > MAX_CHAIN_DEPTH:
-            raise CryptoException(f"{what} chain is longer than {MAX_CHAIN_DEPTH} certificates")
-        candidates = list(store.by_subject.get(current.issuer, ()))
-        candidates += [c for c in extra if c.subject == current.issuer and c not in candidates]
-        issuer = None
-        for candidate in candidates:
-            if candidate in chain:
-                continue
-            try:
-                current.verify_directly_issued_by(candidate)
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-                continue
-            issuer = candidate
-            break
-        if issuer is None:
-            if _is_self_issued(current) and current is cert:
-                raise CryptoException(
-                    f"{what} is self-signed and not a trusted CA in {store.capath}"
-                )
-            raise CryptoException(
-                f"{what} not issued by a trusted CA in {store.capath} "
-                f"(no valid issuer {_slash_dn(current.issuer)} found)"
-            )
-        problem = _ca_problem(issuer, len(chain) - 1)
-        if problem:
-            raise CryptoException(f"CA certificate {_slash_dn(issuer.subject)} {problem}")
-        chain.append(issuer)
-        current = issuer
+def _no_cert_sign(f: _Failure) -> str:
+    return f"{f.label} key usage does not allow certificate signing"
 
 
-def _check_revocation(chain: list[x509.Certificate], store: _CAStore, what: str, now: dt.datetime) -> None:
-    """Every certificate in the chain must have a current, CA-signed CRL that does not
-    list it (``openssl verify -crl_check_all``); a missing CRL is a failure."""
-    for index, cert in enumerate(chain):
-        issuer = chain[index + 1] if index + 1 < len(chain) else cert
-        crl = _current_crl(issuer, store, now)
-        revoked = crl.revoked.get(cert.serial_number)
-        if revoked is not None:
-            label = what if index == 0 else f"CA certificate {_slash_dn(cert.subject)}"
-            raise CryptoException(
-                f"{label} revoked on {_when(revoked.revocation_date_utc)} "
-                f"(serial {cert.serial_number:#x}, CRL {crl.path})"
-            )
+def _critical_extension(f: _Failure) -> str:
+    unknown = [
+        ext.oid.dotted_string for ext in f.cert.extensions
+        if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension)
+    ]
+    which = f" ({', '.join(unknown)})" if unknown else ""
+    return f"{f.label} has an unhandled critical extension{which}"
 
 
-def _current_crl(ca: x509.Certificate, store: _CAStore, now: dt.datetime) -> _CRL:
-    """The newest valid CRL issued by ``ca``, or a CryptoException saying why there is none."""
-    candidates = store.crls_by_issuer.get(ca.subject, [])
-    if not candidates:
-        raise CryptoException(f"no CRL for CA {_slash_dn(ca.subject)} in {store.capath} with CRL checking on")
-    reasons = []
-    best: Optional[_CRL] = None
-    for entry in candidates:
-        crl = entry.crl
-        if ca not in entry.verified_by:
-            if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
-                reasons.append(f"{entry.path} is not signed by the CA")
-                continue
-            entry.verified_by.add(ca)
-        if crl.next_update_utc is not None and now > crl.next_update_utc:
-            reasons.append(f"{entry.path} expired on {_when(crl.next_update_utc)}")
-            continue
-        if crl.last_update_utc > now:
-            reasons.append(f"{entry.path} is not valid yet")
-            continue
-        if best is None or crl.last_update_utc > best.crl.last_update_utc:
-            best = entry
-    if best is None:
-        raise CryptoException(
-            f"no valid CRL for CA {_slash_dn(ca.subject)} with CRL checking on: {'; '.join(reasons)}"
-        )
-    return best
+def _name_constraints(f: _Failure) -> str:
+    return f"{f.label} violates the name constraints of a CA above it (name constraints violation: {f.text})"
+
+
+def _no_crl(f: _Failure) -> str:
+    return f"{f.label}: no CRL for CA {f.issuer} in {f.store.capath} with CRL checking on"
+
+
+def _bad_crl(f: _Failure) -> str:
+    now = _now()
+    crls = f.store.crls_for(f.cert.issuer)
+    if f.code == _ERR_CRL_HAS_EXPIRED:
+        why = [f"CRL {path} expired on {_when(crl.next_update_utc)}" for path, crl in crls
+               if crl.next_update_utc is not None and crl.next_update_utc < now]
+    elif f.code == _ERR_CRL_NOT_YET_VALID:
+        why = [f"CRL {path} not valid before {_when(crl.last_update_utc)}" for path, crl in crls
+               if crl.last_update_utc > now]
+    elif f.code == _ERR_KEYUSAGE_NO_CRL_SIGN:
+        why = ["the CA's key usage does not allow CRL signing"]
+    elif f.code == _ERR_UNABLE_TO_GET_CRL_ISSUER:
+        why = ["the CRL's issuer is not known"]
+    else:
+        why = [f"CRL {path} is not signed by the CA's key" for path, _ in crls] or ["bad CRL signature"]
+    return f"{f.label}: no valid CRL for CA {f.issuer} with CRL checking on: {'; '.join(why) or f.text}"
+
+
+_EXPLANATIONS = {
+    _ERR_UNABLE_TO_GET_ISSUER_CERT: _issuer_not_in_capath,
+    _ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: _not_trusted,
+    _ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: _not_trusted,
+    _ERR_DEPTH_ZERO_SELF_SIGNED_CERT: _self_signed,
+    _ERR_SELF_SIGNED_CERT_IN_CHAIN: _self_signed,
+    _ERR_CERT_SIGNATURE_FAILURE: _bad_signature,
+    _ERR_CERT_NOT_YET_VALID: _not_yet_valid,
+    _ERR_CERT_HAS_EXPIRED: _expired,
+    _ERR_CERT_REVOKED: _revoked,
+    _ERR_INVALID_CA: _not_a_ca,
+    _ERR_PATH_LENGTH_EXCEEDED: _path_length,
+    _ERR_KEYUSAGE_NO_CERTSIGN: _no_cert_sign,
+    _ERR_UNHANDLED_CRITICAL_EXTENSION: _critical_extension,
+    _ERR_UNABLE_TO_GET_CRL: _no_crl,
+    _ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE: _bad_crl,
+    _ERR_CRL_SIGNATURE_FAILURE: _bad_crl,
+    _ERR_CRL_NOT_YET_VALID: _bad_crl,
+    _ERR_CRL_HAS_EXPIRED: _bad_crl,
+    _ERR_KEYUSAGE_NO_CRL_SIGN: _bad_crl,
+    _ERR_UNABLE_TO_GET_CRL_ISSUER: _bad_crl,
+}
+
+
+# String types OpenSSL canonicalises for name hashes, and how their bytes read as text.
+_CANONICAL_STRINGS = {12: "utf-8", 19: "latin-1", 20: "latin-1", 22: "latin-1", 26: "latin-1",
+                      28: "utf-32-be", 30: "utf-16-be"}
+_OSSL_SPACE = b" \t\n\v\f\r"
+
+
+def _name_hash(name: x509.Name) -> str:
+    """OpenSSL's ``X509_NAME_hash`` of ``name``: the ``<hash>`` its CA directory files are
+    named by. SHA-1 over the canonical form: each string value as UTF-8, ASCII lower-cased,
+    whitespace trimmed and collapsed; the RDN SETs concatenated. '' if it cannot be read."""
+    try:
+        ((_, _, rdns),) = _tlvs(name.public_bytes())
+        canonical = b"".join(_canonical_rdn(contents) for _, _, contents in _tlvs(rdns))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    digest = hashlib.sha1(canonical).digest()  # noqa: S324 - OpenSSL's file naming, not security
+    return f"{int.from_bytes(digest[:4], 'little'):08x}"
+
+
+def _canonical_rdn(rdn: bytes) -> bytes:
+    entries = []
+    for _, _, ava in _tlvs(rdn):
+        (_, oid_header, oid), (tag, header, value) = _tlvs(ava)
+        encoding = _CANONICAL_STRINGS.get(tag)
+        if encoding is None:
+            canonical_value = header + value
+        else:
+            text = value.decode(encoding).encode("utf-8").strip(_OSSL_SPACE)
+            text = re.sub(rb"[ \t\n\v\f\r]+", b" ", text).lower()
+            canonical_value = _der(0x0C, text)
+        entries.append(_der(0x30, oid_header + oid + canonical_value))
+    return _der(0x31, b"".join(sorted(entries)))
+
+
+def _tlvs(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(tag, header, contents) of each value in ``data``."""
+    out = []
+    while data:
+        length = asn1_parser.peek(data)
+        _, _, tag, header, contents, _ = asn1_parser.parse(data[:length], strict=True)
+        out.append((tag, header, contents))
+        data = data[length:]
+    return out
+
+
+def _der(tag_byte: int, contents: bytes) -> bytes:
+    size = len(contents)
+    if size < 0x80:
+        return bytes([tag_byte, size]) + contents
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag_byte, 0x80 | len(length)]) + length + contents
+
+
+_trust_lock = threading.Lock()
+_trust_stores: dict[tuple[str, bool], TrustStore] = {}
+
+
+def _trust_store(capath: str, check_crls: bool) -> TrustStore:
+    """The shared TrustStore for ``capath``, for the module-level functions."""
+    key = (capath, bool(check_crls))
+    store = _trust_stores.get(key)
+    if store is None:
+        with _trust_lock:
+            store = _trust_stores.setdefault(key, TrustStore(capath, check_crls))
+    return store
 
 
 def _validate(
@@ -436,34 +610,8 @@ def _validate(
     check_crls: bool,
     extra: Optional[list[x509.Certificate]] = None,
     what: str = "certificate",
-) -> list[x509.Certificate]:
-    """Validate ``cert`` against capath (no purpose/EKU check: grid host certificates
-    lack emailProtection). Returns the chain; raises CryptoException with the reason."""
-    now = _now()
-    problem = _validity_problem(cert, what, now)
-    if problem:
-        raise CryptoException(problem)
-    store = _ca_store(capath)
-    try:
-        chain = _build_chain(cert, store, extra or [], what)
-    except CryptoException:
-        # Perhaps a CA file was replaced in place since the scan: look again before refusing.
-        store = _ca_store(capath, reload=True)
-        chain = _build_chain(cert, store, extra or [], what)
-    used: list[object] = list(chain[1:])
-    if check_crls:
-        used += [crl for ca in chain[1:] for crl in store.crls_by_issuer.get(ca.subject, ())]
-    if not store.is_fresh(used):
-        # A CA or CRL file changed in place since the directory was scanned.
-        store = _ca_store(capath, reload=True)
-        chain = _build_chain(cert, store, extra or [], what)
-    for ca in chain[1:]:
-        problem = _validity_problem(ca, None, now)
-        if problem:
-            raise CryptoException(problem)
-    if check_crls:
-        _check_revocation(chain, store, what, now)
-    return chain
+) -> None:
+    _trust_store(capath, check_crls).validate(cert, extra or (), what)
 
 
 # -- MIME --------------------------------------------------------------------------------
