@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from ssm import crypto
-from ssm.crypto import CryptoException
+from ssm.crypto import CryptoException, names
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
@@ -787,4 +787,4 @@ def test_name_hash_matches_openssl(rdns):
     cert = reencoded(make_cert(CertPlan(dn="/CN=x"), key, None), key, issuer=name)
     out = subprocess.run(["openssl", "x509", "-noout", "-issuer_hash"], input=_pem(cert),
                          capture_output=True, check=True)
-    assert crypto._name_hash(cert.issuer) == out.stdout.decode().strip()
+    assert names.name_hash(cert.issuer) == out.stdout.decode().strip()
