@@ -11,6 +11,7 @@ import base64
 import datetime
 import os
 import quopri
+import re
 import subprocess
 
 import pytest
@@ -206,6 +207,40 @@ class TestVerifyAccepts:
         assert pem == open(host.cert_path).read()
 
 
+# -- verify against a TrustStore its owner holds ----------------------------------------
+
+
+class TestHeldStore:
+    def test_same_verdict_as_the_ca_directory_form(self, pki, host, signed):
+        store = crypto.TrustStore(pki.capath, True)
+        assert crypto.verify(signed, store) == (APEL_MESSAGE, host.dn)
+        assert crypto.verify(signed, store) == crypto.verify(signed, pki.capath, True)
+
+    def test_the_store_given_decides(self, signed, tmp_path):
+        """A signer trusted elsewhere is judged by the CAs of the store given, here none."""
+        empty = crypto.TrustStore(str(tmp_path), False)
+        reason = f"not issued by a trusted CA in {re.escape(str(tmp_path))}"
+        with pytest.raises(CryptoException, match=reason):
+            crypto.verify(signed, empty)
+
+    def test_revocation_seen_by_the_store_kept_between_messages(self, tmp_path):
+        own = TestPKI(str(tmp_path))
+        victim = own.host("revoked")
+        store = crypto.TrustStore(own.capath, True)
+        signed = crypto.sign("x\n", victim.cert_path, victim.key_path)
+        assert crypto.verify(signed, store)[1] == victim.dn
+        own.revoke(victim)  # rewrites the CRL file in place: the store must notice
+        reason = "signer certificate /.*/CN=revoked.example.org revoked on "
+        with pytest.raises(CryptoException, match=reason):
+            crypto.verify(signed, store)
+
+    def test_store_and_crl_flag_are_not_mixed(self, pki, signed):
+        with pytest.raises(TypeError, match="a TrustStore has its own"):
+            crypto.verify(signed, crypto.TrustStore(pki.capath, True), False)
+        with pytest.raises(TypeError, match="needs check_crl"):
+            crypto.verify(signed, pki.capath)
+
+
 # -- verify: what must be refused -------------------------------------------------------
 
 
@@ -325,7 +360,7 @@ class TestVerifyRefuses:
         victim = own.host("revoked")
         signed = crypto.sign("x\n", victim.cert_path, victim.key_path)
         assert crypto.verify(signed, own.capath, True)[1] == victim.dn
-        own.revoke(victim)  # rewrites the CRL file in place: the cache must notice
+        own.revoke(victim)  # rewrites the CRL file in place
         reason = "signer certificate /.*/CN=revoked.example.org revoked on .*CRL "
         with pytest.raises(CryptoException, match=reason):
             crypto.verify(signed, own.capath, True)

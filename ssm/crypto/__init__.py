@@ -1,8 +1,9 @@
 """In-process S/MIME for the messenger: sign, verify, encrypt, decrypt, certificate checks.
 
-The public functions keep the signatures of the existing SSM's crypto module, so the
-sender and receiver call them as before; every failure is a ``CryptoException`` whose
-text says what is wrong in terms an operator can act on.
+The public functions keep the signatures of the existing SSM's crypto module; every
+failure is a ``CryptoException`` whose text says what is wrong in terms an operator can
+act on. The CA store is a ``TrustStore`` its owner holds (the receiver makes one at
+start-up) and passes to ``verify`` in place of the CA directory and CRL flag.
 
 Each module does one job and imports only modules below it (docs/design.md lists them);
 this package re-exports the public API.

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from ssm.crypto.errors import CryptoException
 from ssm.crypto.files import load_cert_file, load_key_file
 from ssm.crypto.names import slash_dn
-from ssm.crypto.trust import shared_store
+from ssm.crypto.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def verify_cert(certstring: str, capath: str, check_crls: bool) -> bool:
     """Whether a PEM certificate chains to a CA in ``capath`` (and is not revoked, with
     ``check_crls``). The reason for a False is logged."""
     try:
-        shared_store(capath, check_crls).validate(_load_pem_cert(certstring))
+        TrustStore(capath, check_crls).validate(_load_pem_cert(certstring))
     except CryptoException as e:
         log.warning("Certificate verification failed: %s", e)
         return False
@@ -54,7 +54,7 @@ def verify_cert_path(certpath: str, capath: str, check_crls: bool) -> bool:
     """``verify_cert`` for a certificate file (the server certificate check)."""
     try:
         cert = load_cert_file(certpath)
-        shared_store(capath, check_crls).validate(cert)
+        TrustStore(capath, check_crls).validate(cert)
     except CryptoException as e:
         log.warning("Certificate %s failed verification: %s", certpath, e)
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Union
+
 from asn1crypto import core
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -11,7 +13,7 @@ from ssm.crypto.errors import CryptoException
 from ssm.crypto.files import load_cert_file, load_key_file
 from ssm.crypto.mime import base64_lines, new_boundary, plaintext, signed_parts
 from ssm.crypto.signed_data import check_signature, identify_signer, parse_signed_data
-from ssm.crypto.trust import shared_store
+from ssm.crypto.trust import TrustStore
 
 
 def sign(text: str, certpath: str, keypath: str) -> str:
@@ -66,15 +68,22 @@ def _multipart_signed(content: bytes, der: bytes) -> str:
     return (head + content + tail).decode("utf-8")
 
 
-def verify(signed_text: str, capath: str, check_crl: bool) -> tuple[str, str]:
+def verify(
+    signed_text: str, store: Union[TrustStore, str], check_crl: Optional[bool] = None
+) -> tuple[str, str]:
     """Check a signed message and return (plaintext, signer DN).
 
     The signer is the certificate the SignerInfo names; its key must have made the
-    signature, and that certificate must chain to a CA in ``capath`` (and not be revoked,
-    with ``check_crl``). Any failure raises CryptoException with the reason.
+    signature, and that certificate must chain to a CA of ``store`` (and not be
+    revoked, if the store checks CRLs). Any failure raises CryptoException with the reason.
+
+    ``store`` is the caller's TrustStore, kept between messages. The existing SSM's
+    form, a CA directory and ``check_crl``, still works: it makes a TrustStore for
+    this one call, which then reads the CA directory afresh.
     """
     if signed_text is None:
         raise CryptoException("Invalid None argument to verify().")
+    trust = _trust_store(store, check_crl)
     content, der, detached = signed_parts(signed_text)
     signed = identify_signer(parse_signed_data(der))
     if not detached:
@@ -85,8 +94,19 @@ def verify(signed_text: str, capath: str, check_crl: bool) -> tuple[str, str]:
         if not isinstance(content, bytes):
             raise CryptoException("opaque signed message content is not an octet string")
     check_signature(signed, content)
-    shared_store(capath, check_crl).validate(signed.signer, signed.bag, "signer certificate")
+    trust.validate(signed.signer, signed.bag, "signer certificate")
     return plaintext(content), signed.signer_dn
+
+
+def _trust_store(store: Union[TrustStore, str], check_crl: Optional[bool]) -> TrustStore:
+    """The store to judge by: the caller's own, or one over the CA directory it named."""
+    if isinstance(store, TrustStore):
+        if check_crl is not None:
+            raise TypeError("verify(): check_crl goes with a CA directory; a TrustStore has its own")
+        return store
+    if check_crl is None:
+        raise TypeError("verify(): a CA directory needs check_crl")
+    return TrustStore(store, check_crl)
 
 
 def get_signer_cert(signed_text: str) -> str:

@@ -1,5 +1,9 @@
 """The CA store: the CAs (and CRLs) of one hashed CA directory, and OpenSSL's verdict on
-a certificate against them."""
+a certificate against them.
+
+Held by its owner (the receiver makes one at start-up): what OpenSSL read from the
+directory is worth keeping between messages, for as long as the owner runs.
+"""
 
 from __future__ import annotations
 
@@ -144,17 +148,3 @@ def _openssl_x509(cert: x509.Certificate) -> OpenSSL.crypto.X509:
     CAs come with every message. Keyed by the certificate, whose equality and hash are
     its DER's; nothing about trust is cached here."""
     return OpenSSL.crypto.X509.from_cryptography(cert)
-
-
-_trust_lock = threading.Lock()
-_trust_stores: dict[tuple[str, bool], TrustStore] = {}
-
-
-def shared_store(capath: str, check_crls: bool) -> TrustStore:
-    """The shared TrustStore for ``capath``, for the module-level functions."""
-    key = (capath, bool(check_crls))
-    store = _trust_stores.get(key)
-    if store is None:
-        with _trust_lock:
-            store = _trust_stores.setdefault(key, TrustStore(capath, check_crls))
-    return store
