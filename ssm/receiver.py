@@ -27,12 +27,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ssm.brokers import Broker
 from ssm.dns import AllowedDNs
 from ssm.queues import DurableQueue, QueueIOError
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
+
+if TYPE_CHECKING:
+    from ssm.crypto import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,14 @@ def normalise(text: str) -> str:
 
 
 def handle_message(
-    headers: dict, body: object, options: ReceiverOptions, allowed: AllowedDNs
+    headers: dict, body: object, options: ReceiverOptions, allowed: AllowedDNs,
+    trust: Optional[TrustStore] = None,
 ) -> Decision:
-    """Decide what to store for one MESSAGE frame. Never raises."""
+    """Decide what to store for one MESSAGE frame. Never raises.
+
+    ``trust`` is the receiver's CA store, kept between messages; without it, one is
+    made over ``options.capath`` for this message alone.
+    """
     empaid = str(headers.get("empa-id") or "noid")
     raw_text = ""
     try:
@@ -99,7 +107,9 @@ def handle_message(
             except crypto.CryptoException as exc:
                 return _reject(raw_text, NOT_AVAILABLE, empaid, f"Failed to decrypt message: {exc}")
         try:
-            plaintext, signer = crypto.verify(signed, options.capath, options.check_crls)
+            if trust is None:
+                trust = crypto.TrustStore(options.capath, options.check_crls)
+            plaintext, signer = crypto.verify(signed, trust)
         except crypto.CryptoException as exc:
             # The decrypted, still signed text: it can be re-checked and reloaded later.
             return _reject(signed, NOT_AVAILABLE, empaid, f"Failed to verify message: {exc}")
@@ -149,6 +159,9 @@ class Receiver:
         self.allowed = allowed
         self.incoming = incoming
         self.reject = reject
+        from ssm.crypto import TrustStore
+
+        self.trust = TrustStore(options.capath, options.check_crls)
         if options.subscribe_all:
             self.slots = [_Slot([broker]) for broker in brokers]
         else:
@@ -184,7 +197,7 @@ class Receiver:
                 except queue.Empty:
                     break
             decided = [
-                (link, headers, handle_message(headers, body, self.options, self.allowed))
+                (link, headers, handle_message(headers, body, self.options, self.allowed, self.trust))
                 for link, headers, body in batch
                 if link.alive  # else unacked: the broker delivers it again on the next connection
             ]

@@ -169,6 +169,17 @@ def test_handle_message_accepts_and_normalises(signer, options, allowed):
     assert handle_message({}, envelope, options, allowed).target == "incoming"
 
 
+def test_handle_message_judges_by_the_receivers_store(signer, options, allowed, tmp_path):
+    """The receiver's CA store decides, not a directory named elsewhere."""
+    signed = openssl_sign(signer, "x\n")
+    own = crypto.TrustStore(options.capath, options.check_crls)
+    assert handle_message({"empa-id": "s1"}, signed, options, allowed, own).target == "incoming"
+    empty = crypto.TrustStore(str(tmp_path), False)
+    decision = handle_message({"empa-id": "s2"}, signed, options, allowed, empty)
+    assert decision.target == "reject"
+    assert f"not issued by a trusted CA in {tmp_path}" in decision.fields["error"]
+
+
 @pytest.mark.parametrize("headers, body, target, error", [
     ({"empa-id": "ping"}, b"", "drop", None),
     ({"empa-id": "012345"}, b"body", "reject", "Failed to verify message: "),
