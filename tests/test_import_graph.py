@@ -1,5 +1,6 @@
-"""The package layering: no import cycle among the modules of ``apel``, and ``ssm`` (the
-messenger, installed on sites without the server) imports nothing from ``apel``.
+"""The package layering: no import cycle among the modules of ``apel`` nor among those of
+``ssm``, and ``ssm`` (the messenger, installed on sites without the server) imports
+nothing from ``apel``.
 
 Read from the source with ``ast``, so imports inside functions count too: a cycle
 hidden in a function still makes the order in which modules may be imported fragile
@@ -87,6 +88,16 @@ def test_apel_has_no_import_cycle():
     apel = {name: {t for t in targets if t.startswith("apel")} for name, targets in graph.items()
             if name.startswith("apel")}
     assert _cycles(apel) == []
+
+
+def test_ssm_has_no_import_cycle():
+    """Includes the crypto package: its modules import only modules below them, never
+    the package itself, whose ``__init__`` imports them all."""
+    graph = _graph()
+    assert graph["ssm.crypto.signing"], "the import graph was not read"
+    ssm = {name: {t for t in targets if t.startswith("ssm")} for name, targets in graph.items()
+           if name.startswith("ssm")}
+    assert _cycles(ssm) == []
 
 
 def test_ssm_imports_nothing_from_apel():
