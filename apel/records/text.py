@@ -21,6 +21,7 @@ from apel.records.definitions import (
 )
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, ParsedMessage, Record
+from apel.records.quote import quote
 
 HEADER_NO_COLON = "Message header is incorrect: substring not found"
 LINE_NO_COLON = "Message header is incorrect: not enough values to unpack"
@@ -30,7 +31,7 @@ def route(header: str) -> MessageSpec:
     line = header.strip()
     kind, colon, version = line.partition(":")
     if not colon:
-        raise InvalidMessage(f"{HEADER_NO_COLON} (no ':' in the header line {line[:200]!r})")
+        raise InvalidMessage(f"{HEADER_NO_COLON} (no ':' in the header line {quote(line)})")
     kind = kind.strip()
     version = version.strip(": ")
     if version == "v0.4":
@@ -39,7 +40,7 @@ def route(header: str) -> MessageSpec:
         by_type, by_header = OLD_BY_TYPE, OLD_BY_HEADER
     spec = by_type.get(kind) or by_header.get(line)
     if spec is None:
-        raise InvalidMessage(f"Message header is incorrect: unknown message type {line[:200]!r}")
+        raise InvalidMessage(f"Message header is incorrect: unknown message type {quote(line)}")
     return spec
 
 
@@ -47,7 +48,7 @@ def _line_error(chunk: str, index: int) -> InvalidMessage:
     for number, line in enumerate(chunk.split("\n"), 1):
         if ":" not in line:
             return InvalidMessage(
-                f"record {index}: {LINE_NO_COLON} (line {number} of the record has no ':': {line[:200]!r})")
+                f"record {index}: {LINE_NO_COLON} (line {number} of the record has no ':': {quote(line)})")
     raise AssertionError("called for a record whose lines all have a ':'")
 
 

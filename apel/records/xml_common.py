@@ -18,6 +18,7 @@ import defusedxml.ElementTree
 
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage
+from apel.records.quote import quote
 
 MAX_XML_CHARS = 64 * 1024 * 1024
 
@@ -51,7 +52,7 @@ def parse_document(text: str) -> Element:
         raise InvalidMessage(
             "XML message refused: it references an external resource (not allowed)") from None
     except ParseError as exc:
-        raise InvalidMessage(f"XML is malformed: {exc}") from None
+        raise InvalidMessage(f"XML is malformed: {quote(str(exc), bare=True)}") from None
 
 
 def namespace_of(element: Element) -> str:
@@ -81,7 +82,7 @@ def parse_iso_datetime(value: str) -> datetime:
     """
     m = _ISO_DATETIME.fullmatch(value)
     if m is None:
-        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}")
+        raise ValueError(f"Invalid ISO 8601 datetime value {quote(value)}")
     year, month, day, hour, minute, second, offset = m.groups()
     tz = UTC
     if offset and offset != "Z":
@@ -92,7 +93,7 @@ def parse_iso_datetime(value: str) -> datetime:
         parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
                           int(second or 0), tzinfo=tz)
     except ValueError as exc:
-        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}: {exc}") from None
+        raise ValueError(f"Invalid ISO 8601 datetime value {quote(value)}: {exc}") from None
     return parsed.astimezone(UTC)
 
 
@@ -100,7 +101,7 @@ def parse_iso_duration(value: str) -> int:
     """ISO 8601 duration in whole seconds; fractional seconds are rounded (§5.3)."""
     m = _ISO_DURATION.fullmatch(value)
     if m is None:
-        raise ValueError(f"Invalid ISO 8601 duration value {value!r}")
+        raise ValueError(f"Invalid ISO 8601 duration value {quote(value)}")
     *counts, seconds = m.groups()
     total = sum(int(count) * unit for count, unit in zip(counts, _DURATION_UNITS) if count)
     if seconds:

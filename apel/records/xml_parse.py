@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apel.records.model import InvalidMessage, ParsedMessage
+from apel.records.quote import quote
 from apel.records.xml_car import CAR_NS, parse_car
 from apel.records.xml_common import namespace_of, parse_document
 from apel.records.xml_star import STAR_NS, parse_star
@@ -20,4 +21,4 @@ def parse_xml(text: str) -> ParsedMessage:
         return parse_star(root)
     if namespace == AUR_NS:
         raise InvalidMessage("Aggregated usage record not yet supported.")
-    raise InvalidMessage(f"XML format not recognised. (root element {root.tag!r})")
+    raise InvalidMessage(f"XML format not recognised. (root element {quote(root.tag)})")

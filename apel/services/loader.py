@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError
 from apel.records.model import InvalidMessage, ParsedMessage
+from apel.records.quote import quote
 from apel.services.queues import (
     ACCEPT_SCHEMA,
     INCOMING_SCHEMA,
@@ -50,6 +51,8 @@ from apel.services.queues import (
 log = logging.getLogger("apel.loader")
 
 REJECT_PREFIX = "Parsing unsuccessful: "
+# Characters of an exception's text (database, queue, bug) that a reject reason keeps.
+DETAIL_LIMIT = 300
 # Exit codes of a ``--once`` run (documented in conf/loader.cfg and the README).
 EXIT_OK = 0  # every queued message was loaded
 EXIT_UNAVAILABLE = 1  # the database stayed unreachable: messages are left in incoming
@@ -286,14 +289,14 @@ class Loader:
             element = self.incoming.get(name)
         except Exception as exc:  # a field missing or not UTF-8: the element is unusable
             element = read_element_leniently(self.incoming, name)
-            return _Prepared(name, element, started, reason=f"unreadable queue element: {exc}")
+            return _Prepared(name, element, started, reason=f"unreadable queue element: {_detail(exc)}")
         try:
             message = self._parse(element["body"])
         except InvalidMessage as exc:
             return _Prepared(name, element, started, reason=f"{REJECT_PREFIX}{exc}")
         except Exception as exc:
             log.exception("Unexpected error parsing %s", name)
-            reason = f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"
+            reason = f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {_detail(exc)}"
             return _Prepared(name, element, started, reason=reason)
         return _Prepared(name, element, started, message=message)
 
@@ -316,7 +319,7 @@ class Loader:
             self._disconnect()
             raise _KeepMessages(str(exc), name) from None
         except StorageError as exc:
-            return self._reject(name, element, f"{REJECT_PREFIX}{exc}"), 0
+            return self._reject(name, element, f"{REJECT_PREFIX}{_detail(exc)}"), 0
         except (ConnectionError, TimeoutError) as exc:  # a socket failure is never the message's fault
             self._keep(name)
             self._disconnect()
@@ -331,7 +334,8 @@ class Loader:
             except _KeepMessages as down:
                 self._keep(name)
                 raise _KeepMessages(down.why, name) from None
-            return self._reject(name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"), 0
+            return self._reject(
+                name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {_detail(exc)}"), 0
         try:
             if self.accept is not None:
                 add_durably(self.accept, _without_error(element))
@@ -431,6 +435,12 @@ class Loader:
                 finally:
                     handler.release()
         log.info("Log files reopened")
+
+
+def _detail(exc: BaseException) -> str:
+    """An exception's text for a reject reason, cut short: a driver's or a bug's message may
+    quote a whole value of the message, and a reason must stay readable."""
+    return quote(str(exc), bare=True, limit=DETAIL_LIMIT)
 
 
 def _without_error(element: dict) -> dict:
