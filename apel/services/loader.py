@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError
 from apel.records.model import InvalidMessage, ParsedMessage
@@ -43,9 +43,10 @@ from apel.services.queues import (
     LockKeeper,
     add_durably,
     monotonic_ms,
+    not_utf8,
     open_queue,
     purge_quietly,
-    read_element_leniently,
+    read_element_bytes,
 )
 
 log = logging.getLogger("apel.loader")
@@ -286,10 +287,15 @@ class Loader:
         self._keeper.hold(name)
         started = time.perf_counter()
         try:
-            element = self.incoming.get(name)
-        except Exception as exc:  # a field missing or not UTF-8: the element is unusable
-            element = read_element_leniently(self.incoming, name)
-            return _Prepared(name, element, started, reason=f"unreadable queue element: {_detail(exc)}")
+            raw = self.incoming.get(name)
+        except Exception as exc:  # a mandatory field is missing: the element is unusable
+            raw = read_element_bytes(self.incoming, name)
+            return _Prepared(name, raw, started, reason=f"unreadable queue element: {_detail(exc)}")
+        bad = not_utf8(raw)
+        if bad is not None:
+            return _Prepared(name, raw, started, reason=_not_utf8_reason(*bad))
+        element = {field: value.decode("utf-8") for field, value in raw.items()}
+        del raw  # a large message is held once, as text
         try:
             message = self._parse(element["body"])
         except InvalidMessage as exc:
@@ -362,10 +368,10 @@ class Loader:
                 raise
 
     def _reject(self, name: str, element: dict, reason: str) -> Outcome:
-        data = {"body": element.get("body", ""), "error": reason}
+        data = {"body": _as_bytes(element.get("body", b"")), "error": reason}
         for field in ("signer", "empaid"):
             if element.get(field) is not None:
-                data[field] = element[field]
+                data[field] = _as_bytes(element[field])
         try:
             add_durably(self.reject, data)
             self.incoming.remove(name)
@@ -374,7 +380,7 @@ class Loader:
             raise _KeepMessages(str(exc), name, what="cannot write to the reject queue") from None
         log.warning(
             "Rejected message %s from %s (empaid %s): %s",
-            name, element.get("signer", "-"), element.get("empaid", "-"), reason,
+            name, _shown(element.get("signer", "-")), _shown(element.get("empaid", "-")), reason,
         )
         return Outcome.REJECTED
 
@@ -435,6 +441,23 @@ class Loader:
                 finally:
                     handler.release()
         log.info("Log files reopened")
+
+
+def _not_utf8_reason(field: str, error: UnicodeDecodeError) -> str:
+    """Why an element with bytes that are not UTF-8 is rejected (its bytes are kept)."""
+    if field == "body":
+        return f"{REJECT_PREFIX}the message is not UTF-8 text: {error}"
+    return f"unreadable queue element: the {field} is not UTF-8 text: {error}"
+
+
+def _as_bytes(value: Union[str, bytes]) -> bytes:
+    """A field for the reject queue: text as UTF-8 (the bytes it was read from), bytes unchanged."""
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _shown(value: Union[str, bytes]) -> str:
+    """A field for a log line (not UTF-8: with replacement characters)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def _detail(exc: BaseException) -> str:
