@@ -26,7 +26,7 @@ One large message: a 50 MB CAR document (about 35,000 job records) loaded by the
 real ``apeldbloader --once``, once as it is (the document parsed incrementally, each
 record read and cleared as it closes) and once, as the baseline in the same run, with
 the previous approach patched in (the whole document parsed into one element tree,
-then read): peak RSS of each loader process and records/s.
+then read): peak RSS of each loader process and records/s (the faster of two runs).
 
 MariaDB runs from ``apel.testkit.services.MariaDB`` in a temporary directory.
 
@@ -175,18 +175,29 @@ def make_car_message(megabytes: float, seed: int = 11) -> tuple[str, int]:
 
 
 def _large_car(server: MariaDB, base: str, megabytes: float) -> list[dict]:
-    """The large CAR message through the loader, incremental parse and whole tree (baseline)."""
+    """The large CAR message through the loader, incremental parse and whole tree (baseline).
+
+    Each is run twice, in alternating order (the first big load into a fresh MariaDB is
+    slower, whichever it is), and its faster run is kept.
+    """
     body, count = make_car_message(megabytes)
     size = len(body.encode("utf-8")) / 2**20
+    best: dict[bool, dict] = {}
+    for attempt, order in enumerate(((False, True), (True, False))):
+        for whole_tree in order:
+            database = f"apel_car_{'tree' if whole_tree else 'stream'}_{attempt}"
+            loader_dir = os.path.join(base, database)
+            os.makedirs(loader_dir)
+            _create_schema(server, database)
+            configs = _write_configs(loader_dir, server, database)
+            _fill_incoming(loader_dir, [body])
+            result = _run_loader(loader_dir, *configs, whole_tree=whole_tree)
+            assert result["records"] == count, result
+            if whole_tree not in best or result["seconds"] < best[whole_tree]["seconds"]:
+                best[whole_tree] = result
     rows = []
-    for whole_tree, database in ((False, "apel_car"), (True, "apel_car_tree")):
-        loader_dir = os.path.join(base, database)
-        os.makedirs(loader_dir)
-        _create_schema(server, database)
-        configs = _write_configs(loader_dir, server, database)
-        _fill_incoming(loader_dir, [body])
-        result = _run_loader(loader_dir, *configs, whole_tree=whole_tree)
-        assert result["records"] == count, result
+    for whole_tree in (False, True):
+        result = best[whole_tree]
         how = "baseline: whole document as one tree" if whole_tree else "incremental parse"
         rows.append({"phase": f"one {size:.0f} MB CAR message, {how} (apeldbloader --once)", "records": count,
                      "seconds": result["seconds"], "wall": result["wall"], "rss_mb": result["rss_mb"],
