@@ -45,7 +45,8 @@ def parse_message(body: str) -> ParsedMessage:
     An XML body is parsed in place, between its surrounding whitespace, rather than
     stripped into a copy: a large message is then held once.
     """
-    start = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]  # \s* always matches
+    leading = _LEADING_SPACE.match(body)
+    start = leading.end() if leading else 0
     if body.startswith("<", start):
         end = len(body)
         while end > start and body[end - 1].isspace():

@@ -6,7 +6,8 @@ in one transaction, then remove it. What can go wrong, and what happens:
 
 - the message is invalid (``InvalidMessage``) or the database refuses its data
   (``StorageError``): the message goes to ``reject`` with ``error = "Parsing
-  unsuccessful: <reason>"``, nothing of it is written;
+  unsuccessful: <reason>"``, nothing of it is written; the reject copy holds the
+  bytes that were queued, also when they are not UTF-8 (then that is the reason);
 - the database is unreachable, lost, deadlocked (``DatabaseUnavailable``): the
   message is unlocked and stays in ``incoming``; the loader backs off (1 s
   doubling up to ``backoff_max``) and retries. A good message is never rejected
