@@ -22,6 +22,12 @@ sites, users, VOs, FQANs, benchmarks):
   where the lookups are stored functions that select or insert (as the existing
   schema's stored procedures do), one transaction per message, via PyMySQL.
 
+One large message: a 50 MB CAR document (about 35,000 job records) loaded by the
+real ``apeldbloader --once``, once as it is (the document parsed incrementally, each
+record read and cleared as it closes) and once, as the baseline in the same run, with
+the previous approach patched in (the whole document parsed into one element tree,
+then read): peak RSS of each loader process and records/s (the faster of two runs).
+
 MariaDB runs from ``apel.testkit.services.MariaDB`` in a temporary directory.
 
     .venv/bin/python -m benchmarks.bench_loader [--quick]
@@ -40,12 +46,15 @@ import tempfile
 import time
 from typing import Optional
 
+import defusedxml.ElementTree
 import pymysql
 from dirq.queue import Queue
 
+import apel.records
 from apel.db.schema import schema_statements
-from apel.records import parse_message, render_message
+from apel.records import parse_message, render_car, render_message
 from apel.records.model import JOB, ParsedMessage
+from apel.records.xml_car import CarReader
 from apel.samples import job_records
 from apel.testkit.services import MariaDB
 
@@ -54,6 +63,7 @@ TIME = "/usr/bin/time"  # GNU time: the loader's own peak RSS
 SIGNER = "/C=UK/O=eScience/OU=CLRC/L=RAL/CN=bench-sender.example.org"
 PASS_LINE = re.compile(r"Pass done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
 POOL_LINE = re.compile(r"All \d+ workers done in ([0-9.]+) s: (\d+) messages loaded \((\d+) records")
+LARGE_CAR_MB = 50  # the size of the one large CAR message (also in --quick: it is the point)
 LOOKUP_TABLES = ("Sites", "SubmitHosts", "MachineNames", "Queues", "DNs", "VOs", "VOGroups", "VORoles")
 
 
@@ -97,14 +107,17 @@ def _fill_incoming(base: str, bodies: list[str]) -> None:
         queue.add({"body": body, "signer": SIGNER, "empaid": f"bench-{index}"})
 
 
-def _run_loader(base: str, db_cfg: str, loader_cfg: str, logfile: str) -> dict:
+def _run_loader(base: str, db_cfg: str, loader_cfg: str, logfile: str, whole_tree: bool = False) -> dict:
     """Run ``apeldbloader --once``; its pass time (from its log), wall time and peak RSS.
 
     Peak RSS comes from time(1): the rusage of a child forked from this (large)
-    process would count the parent's pages it shared before exec.
+    process would count the parent's pages it shared before exec. ``whole_tree``:
+    the same console script with the previous XML approach patched in (the baseline).
     """
     before = os.path.getsize(logfile) if os.path.exists(logfile) else 0
     argv = [LOADER, "-d", db_cfg, "-c", loader_cfg, "--once"]
+    if whole_tree:
+        argv = [sys.executable, "-c", WHOLE_TREE_LOADER, *argv[1:]]
     if os.path.exists(TIME):
         argv = [TIME, "-f", "maxrss_kb=%M", *argv]
     started = time.perf_counter()
@@ -122,6 +135,74 @@ def _run_loader(base: str, db_cfg: str, loader_cfg: str, logfile: str) -> dict:
     found = re.search(r"maxrss_kb=(\d+)", proc.stderr)
     rss_mb = int(found.group(1)) / 1024 if found else float("nan")
     return {"seconds": seconds, "records": int(records), "wall": wall, "rss_mb": rss_mb}
+
+
+# -- one large CAR message, and the previous approach to it ----------------------------
+
+# The console script with parse_message replaced by the whole-tree parse (argv as apeldbloader's).
+WHOLE_TREE_LOADER = (
+    "import sys; sys.argv[0] = 'apeldbloader'; import benchmarks.bench_loader as bench; "
+    "bench.use_whole_tree_parse(); from apel_bin.apeldbloader import main; main()"
+)
+
+
+def whole_tree_parse(body: str) -> ParsedMessage:
+    """The previous approach to CAR: the whole document as one element tree, then its records.
+
+    The same safe parser and the same record reading as now; only the incremental parse
+    and the clearing of each record once read are missing.
+    """
+    root = defusedxml.ElementTree.fromstring(body.strip(), forbid_dtd=True)
+    reader = CarReader(dt.datetime.now(dt.timezone.utc))
+    for element in root.iter(CarReader.tag):
+        reader.add(element)
+    return reader.message(root)
+
+
+def use_whole_tree_parse() -> None:
+    """Make the loader (which looks ``parse_message`` up when it starts) parse CAR whole."""
+    apel.records.parse_message = whole_tree_parse
+
+
+def make_car_message(megabytes: float, seed: int = 11) -> tuple[str, int]:
+    """One CAR document of about ``megabytes`` MB of realistic job records, and its record count."""
+    probe = list(job_records(200, seed=seed))
+    per_record = len(render_car(probe)) / len(probe)
+    records = list(job_records(int(megabytes * 2**20 / per_record), seed=seed))
+    for index, record in enumerate(records):
+        record["LocalJobId"] = f"car-{index}"
+    return render_car(records), len(records)
+
+
+def _large_car(server: MariaDB, base: str, megabytes: float) -> list[dict]:
+    """The large CAR message through the loader, incremental parse and whole tree (baseline).
+
+    Each is run twice, in alternating order (the first big load into a fresh MariaDB is
+    slower, whichever it is), and its faster run is kept.
+    """
+    body, count = make_car_message(megabytes)
+    size = len(body.encode("utf-8")) / 2**20
+    best: dict[bool, dict] = {}
+    for attempt, order in enumerate(((False, True), (True, False))):
+        for whole_tree in order:
+            database = f"apel_car_{'tree' if whole_tree else 'stream'}_{attempt}"
+            loader_dir = os.path.join(base, database)
+            os.makedirs(loader_dir)
+            _create_schema(server, database)
+            configs = _write_configs(loader_dir, server, database)
+            _fill_incoming(loader_dir, [body])
+            result = _run_loader(loader_dir, *configs, whole_tree=whole_tree)
+            assert result["records"] == count, result
+            if whole_tree not in best or result["seconds"] < best[whole_tree]["seconds"]:
+                best[whole_tree] = result
+    rows = []
+    for whole_tree in (False, True):
+        result = best[whole_tree]
+        how = "baseline: whole document as one tree" if whole_tree else "incremental parse"
+        rows.append({"phase": f"one {size:.0f} MB CAR message, {how} (apeldbloader --once)", "records": count,
+                     "seconds": result["seconds"], "wall": result["wall"], "rss_mb": result["rss_mb"],
+                     "large_car": True, "baseline_car": whole_tree})
+    return rows
 
 
 # -- the baseline: one statement per record ------------------------------------------
@@ -241,6 +322,7 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
         _create_lookup_functions(args)
         for phase in ("baseline first load (1 statement/record)", "baseline reload (1 statement/record)"):
             rows.append({"phase": phase, "records": total, "seconds": _baseline_load(args, bodies)})
+        large_car = _large_car(server, base, LARGE_CAR_MB)
         seconds = _server_alone(server, base, total, per_message)
         rows.insert(5, {"phase": "server alone (LOAD DATA INFILE of the stored rows, no Python)",
                         "records": total, "seconds": seconds})
@@ -255,7 +337,12 @@ def run(quick: bool = False, base: Optional[str] = None) -> list[dict]:
             if not row["phase"].startswith(("baseline", "parse", "server alone")):
                 kind = "reload" if "reload" in row["phase"] else "first"
                 row["speedup"] = row["records_per_s"] / baseline[kind]
-        return rows
+        for row in large_car:
+            row["records_per_s"] = row["records"] / row["seconds"]
+        incremental, whole = large_car
+        incremental["speedup"] = incremental["records_per_s"] / whole["records_per_s"]
+        incremental["rss_vs_baseline"] = incremental["rss_mb"] / whole["rss_mb"]
+        return rows + large_car
     finally:
         server.stop()
         if own_base:

@@ -55,11 +55,16 @@ def _loader(rows: list[dict]) -> list[Row]:
             baselines["first"] = _rate(r["records_per_s"], "records/s (1 statement/record)")
         elif r["phase"].startswith("baseline reload"):
             baselines["reload"] = _rate(r["records_per_s"], "records/s (1 statement/record)")
+    whole_tree = next((r for r in rows if r.get("baseline_car")), None)
+    if whole_tree is not None:
+        baselines["car"] = (f"{_rate(whole_tree['records_per_s'], 'records/s')}, "
+                            f"{whole_tree['rss_mb']:.0f} MB peak (whole tree)")
     out = []
     for r in rows:
-        if r["phase"].startswith("baseline"):
+        if r["phase"].startswith("baseline") or r.get("baseline_car"):
             continue
         kind = "reload" if "reload" in r["phase"] else "first" if "first" in r["phase"] else ""
+        kind = "car" if r.get("large_car") else kind
         out.append({
             "benchmark": "loader (MariaDB)", "measurement": r["phase"],
             "result": _rate(r["records_per_s"], "records/s"), "baseline": baselines.get(kind, ""),

@@ -167,6 +167,13 @@ def test_header_only_message_has_zero_records(body):
     assert parsed.record_type == JOB and parsed.records == []
 
 
+def test_a_separator_in_the_header_line_belongs_to_the_header():
+    """Routing by type takes "APEL-sync-message: v0.1%%" as a sync header; the records follow it."""
+    lines = "".join(f"{k}: {v}\n" for k, v in SYNC_LINES.items())
+    parsed = parse_message(f"{SYNC_V01}%%\n{lines}%%\n{lines}")
+    assert parsed.header == f"{SYNC_V01}%%" and len(parsed.records) == 2
+
+
 # --------------------------------------------------------------------------- line syntax
 
 

@@ -314,3 +314,32 @@ def test_oversized_xml_is_refused_before_parsing(monkeypatch):
                             f"{64 * 1024 * 1024}")
     monkeypatch.setattr(xml_common, "MAX_XML_CHARS", 100)
     assert reject(car(car_record())).startswith("XML message of ")
+
+
+# --------------------------------------------------------------------------- incremental parsing
+
+
+def test_a_bad_record_at_the_end_of_a_large_car_message_refuses_the_whole_message():
+    records = [car_record(job_id=str(n)) for n in range(2000)] + [car_record(job_id="bad", wall="soon")]
+    assert reject(car(*records)) == "record 2001: field WallDuration: Invalid ISO 8601 duration value 'soon'"
+
+
+def test_malformed_xml_after_a_bad_record_is_reported_as_malformed():
+    """The document is read to its end before a record's reason is given, as when it was parsed whole."""
+    text = car(car_record(wall="soon"), car_record()).replace("</urf:UsageRecords>", "</urf:Usage>")
+    assert reject(text).startswith("XML is malformed: mismatched tag")
+
+
+def test_the_root_namespace_decides_which_records_count():
+    star_in_car = car(car_record(), f'<sr:StorageUsageRecord xmlns:sr="{STAR_NS}"><sr:FileCount>x'
+                                    "</sr:FileCount></sr:StorageUsageRecord>")
+    assert [r["LocalJobId"] for r in parse_message(star_in_car).records] == ["123456"]
+    inner = car(car_record()).split("?>", 1)[1]
+    car_in_unknown = f'<x:Records xmlns:x="http://example.org/other">{inner}</x:Records>'
+    assert reject(car_in_unknown).startswith("XML format not recognised.")
+
+
+def test_large_car_message_parses_every_record():
+    parsed = parse_message("\n " + car(*(car_record(job_id=str(n)) for n in range(3000))) + "\n")
+    assert [r["LocalJobId"] for r in parsed.records] == [str(n) for n in range(3000)]
+    assert parsed.records[-1]["WallDuration"] == 86400 + 3600 + 60 + 2

@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 
 from apel.db.backend import StorageError
 from apel.records import model
+from apel.records.quote import quote
 
 UTC = _dt.timezone.utc
 
@@ -101,7 +102,7 @@ class _Text(_Converter):
         if value is None:
             return "None"
         if not isinstance(value, str):
-            raise _Refused(f"expected text, got {type(value).__name__} {value!r}")
+            raise _Refused(f"expected text, got {type(value).__name__} {quote(value)}")
         if len(value) > self.max_length:
             raise _Refused(f"{len(value)} characters, the column holds at most {self.max_length}")
         return value
@@ -124,13 +125,13 @@ class _Integer(_Converter):
                 return None
             raise _Refused("is missing, and the database requires a value")
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Refused(f"expected an integer, got {type(value).__name__} {value!r}")
+            raise _Refused(f"expected an integer, got {type(value).__name__} {quote(value)}")
         if value < self.low:
             if self.low == 0:
-                raise _Refused(f"{value} is negative; the column is unsigned")
-            raise _Refused(f"{value} is below the column's minimum {self.low}")
+                raise _Refused(f"{quote(value)} is negative; the column is unsigned")
+            raise _Refused(f"{quote(value)} is below the column's minimum {self.low}")
         if value > self.high:
-            raise _Refused(f"{value} exceeds the column's maximum {self.high}")
+            raise _Refused(f"{quote(value)} exceeds the column's maximum {self.high}")
         return value
 
     def many(self, values: list[Any]) -> list[Any]:
@@ -156,14 +157,14 @@ def round_decimal3(value: Any) -> Decimal:
     floating point would give 2.000).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise _Refused(f"expected a number, got {type(value).__name__} {value!r}")
+        raise _Refused(f"expected a number, got {type(value).__name__} {quote(value)}")
     try:
         exact = value if isinstance(value, Decimal) else Decimal(repr(value))
         rounded = exact.quantize(_MILLI, rounding=ROUND_HALF_UP)
     except InvalidOperation:
-        raise _Refused(f"{value!r} is not a finite number") from None
+        raise _Refused(f"{quote(value)} is not a finite number") from None
     if not rounded.is_finite():
-        raise _Refused(f"{value!r} is not a finite number")
+        raise _Refused(f"{quote(value)} is not a finite number")
     return rounded
 
 
@@ -181,9 +182,9 @@ class _Decimal3(_Converter):
             return self.null
         rounded = round_decimal3(value)
         if abs(rounded) > DECIMAL_MAX:
-            raise _Refused(f"{value!r} is outside the column's range ±{DECIMAL_MAX}")
+            raise _Refused(f"{quote(value)} is outside the column's range ±{DECIMAL_MAX}")
         if self.unsigned and rounded < 0:
-            raise _Refused(f"{value!r} is negative; the column is unsigned")
+            raise _Refused(f"{quote(value)} is negative; the column is unsigned")
         return rounded
 
     def many(self, values: list[Any]) -> list[Any]:
@@ -219,7 +220,7 @@ class _Datetime(_Converter):
                 return None
             raise _Refused("is missing, and the database requires a value")
         if not isinstance(value, _dt.datetime):
-            raise _Refused(f"expected a datetime, got {type(value).__name__} {value!r}")
+            raise _Refused(f"expected a datetime, got {type(value).__name__} {quote(value)}")
         naive = to_naive_utc(value)
         if naive < _DT_MIN or naive > _DT_MAX:
             raise _Refused(f"{value.isoformat()} is outside the storable range (years 1000 to 9999)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from apel.records.quote import quote
+
 # Highest priority first.
 BENCHMARK_PRIORITY = ("hepscore23", "hepspec", "si2k")
 
@@ -28,25 +30,26 @@ def parse_benchmark_dict(value: str) -> tuple[str, str]:
     integer durations above 2**53 must not pass through a float.
     """
     if not (value.startswith("{") and value.endswith("}")):
-        raise ValueError(f"value {value!r} is not a benchmark dict such as {{hepscore23: 15.3}}")
+        raise ValueError(f"value {quote(value)} is not a benchmark dict such as {{hepscore23: 15.3}}")
     items: dict[str, str] = {}
     body = value.strip("{}").strip()
     for item in body.split(",") if body else ():
         parts = item.split(":")
         if len(parts) != 2:
-            raise ValueError(f"benchmark dict item {item.strip()!r} is not 'key: value'")
+            raise ValueError(f"benchmark dict item {quote(item.strip())} is not 'key: value'")
         key = parts[0].strip().lower()
         if key in items:
-            raise ValueError(f"duplicate benchmark key {key!r} in {value!r}")
+            raise ValueError(f"duplicate benchmark key {quote(key)} in {quote(value)}")
         number = parts[1].strip()
         try:
             finite = math.isfinite(float(number))
         except ValueError:
-            raise ValueError(f"Invalid float value {number!r} for benchmark {key!r}") from None
+            raise ValueError(f"Invalid float value {quote(number)} for benchmark {quote(key)}") from None
         if not finite:
-            raise ValueError(f"benchmark {key!r} value {number!r} is not a finite number")
+            raise ValueError(f"benchmark {quote(key)} value {quote(number)} is not a finite number")
         items[key] = number
     for key in BENCHMARK_PRIORITY:
         if key in items:
             return key, items[key]
-    raise ValueError(f"{NO_VALID_BENCHMARK} in {value!r} (expected one of {', '.join(BENCHMARK_PRIORITY)})")
+    raise ValueError(
+        f"{NO_VALID_BENCHMARK} in {quote(value)} (expected one of {', '.join(BENCHMARK_PRIORITY)})")

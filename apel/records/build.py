@@ -16,6 +16,7 @@ from apel.records.definitions import FQAN_ALWAYS, MessageSpec
 from apel.records.fields import NULL_SPELLINGS, datetime_from_epoch, range_error, to_datetime
 from apel.records.fqan import parse_fqan
 from apel.records.model import InvalidMessage, Record
+from apel.records.quote import quote
 
 
 def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, str], now: datetime) -> Record:
@@ -28,7 +29,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
     accepted = spec.accepted
     if not accepted.issuperset(raw):
         unknown = next(key for key in raw if key not in accepted)
-        raise InvalidMessage(f"record {index}: Unknown field: {unknown}")
+        raise InvalidMessage(f"record {index}: Unknown field: {quote(unknown, bare=True)}")
     steps = spec.steps
     record: Record = dict.fromkeys(steps.names)
     get = raw.get
@@ -52,7 +53,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
         try:
             number = int(value)
         except (ValueError, TypeError):
-            raise InvalidMessage(f"record {index}: field {name}: Invalid int value {value!r}") from None
+            raise InvalidMessage(f"record {index}: field {name}: Invalid int value {quote(value)}") from None
         if number < field.minimum or number > field.maximum:
             raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
         record[name] = number
@@ -83,7 +84,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
                 if chosen is None:
                     chosen, chosen_from = kind, name
                 elif kind != chosen:
-                    raise ValueError(f"{MIXTURE}: {kind!r} here but {chosen!r} in {chosen_from}")
+                    raise ValueError(f"{MIXTURE}: {quote(kind)} here but {quote(chosen)} in {chosen_from}")
             record[name] = convert(value)
         except ValueError as exc:
             raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
@@ -102,8 +103,8 @@ def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chos
         given = record["ServiceLevelType"]
         if given != "None" and given.lower() != chosen:
             raise InvalidMessage(
-                f"record {index}: field ServiceLevelType: value {given!r} contradicts the benchmark "
-                f"{chosen!r} chosen from {chosen_from}")
+                f"record {index}: field ServiceLevelType: value {quote(given)} contradicts the benchmark "
+                f"{quote(chosen)} chosen from {chosen_from}")
         record["ServiceLevelType"] = chosen
     if spec.fqan is not None:
         fqan = record["FQAN"]
@@ -113,5 +114,5 @@ def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chos
 
 
 def _missing(raw: Mapping[str, Any], index: Union[int, str], name: str) -> InvalidMessage:
-    why = "is missing" if raw.get(name) is None else f"is null ({raw[name]!r})"
+    why = "is missing" if raw.get(name) is None else f"is null ({quote(raw[name])})"
     return InvalidMessage(f"record {index}: field {name}: mandatory field {why}")

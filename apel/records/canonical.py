@@ -230,15 +230,16 @@ class CanonicalReader:
         rows = list(map(_GROUPS, matches, repeat("")))  # an absent field reads as "", i.e. null
         return [list(map(_STRIP, column)) for column in zip(*rows)]
 
-    def read(self, rest: str, now: datetime) -> Optional[list[Record]]:
-        """Every validated record of a message body (header removed), or None for the exact path.
+    def read(self, parts: list[str], now: datetime) -> Optional[list[Record]]:
+        """Every validated record of a message body (header removed, split at ``%%``), or None
+        for the exact path.
 
-        The records are the ``%%``-separated chunks that are not empty once stripped, as on the
-        exact path; here a chunk must be a canonical record between the newlines after and before
-        a ``%%``, so stripping it changes no value.  The per-record checks raise InvalidMessage
-        as the exact path would.
+        The records are the chunks that are not empty once stripped, as on the exact path;
+        here a chunk must be a canonical record between the newlines after and before a ``%%``,
+        so stripping it changes no value.  The per-record checks raise InvalidMessage as the
+        exact path would.
         """
-        chunks = list(filter(None, rest.split("%%")))
+        chunks = list(filter(None, parts))
         if not chunks:
             return []
         columns = self._columns(chunks)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, Record
+from apel.records.quote import quote
 
 FUTURE_ALLOWANCE = timedelta(days=2)
 
@@ -48,14 +49,14 @@ def job(record: Record, index: int, now: datetime) -> None:
     if level is None:
         raise InvalidMessage(
             f"record {index}: field ServiceLevel: Unit but not value supplied for ScalingFactor "
-            f"(ServiceLevelType {level_type!r} is given without a ServiceLevel)")
+            f"(ServiceLevelType {quote(level_type)} is given without a ServiceLevel)")
     if level_type == "None":
         raise InvalidMessage(
             f"record {index}: field ServiceLevelType: Unit but not value supplied for ScalingFactor "
-            f"(ServiceLevel {level!r} is given without a ServiceLevelType)")
+            f"(ServiceLevel {quote(level)} is given without a ServiceLevelType)")
     if level_type.lower() not in VALID_SERVICE_LEVEL_TYPES:
         raise InvalidMessage(
-            f"record {index}: field ServiceLevelType: value {level_type!r} is not a valid benchmark "
+            f"record {index}: field ServiceLevelType: value {quote(level_type)} is not a valid benchmark "
             "type (si2k, HEPSPEC or HEPscore23, in any letter case)")
     start, end = record["StartTime"], record["EndTime"]
     if end < start:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Union
 
+from apel.records.quote import quote
+
 # Field kinds (the legend of messages.md §4).
 STR = "s"
 INT = "i"
@@ -118,7 +120,7 @@ _ISO_Z = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 def datetime_from_epoch(seconds: int) -> datetime:
     """Epoch seconds are UTC whatever the host's time zone (server.md §11 j)."""
     if not EPOCH_MIN <= seconds <= EPOCH_MAX:
-        raise ValueError(f"epoch {seconds} is outside the storable range "
+        raise ValueError(f"epoch {quote(seconds)} is outside the storable range "
                          f"{DATETIME_MIN:%Y-%m-%d}..{DATETIME_MAX:%Y-%m-%d}")
     return EPOCH + timedelta(seconds=seconds)
 
@@ -143,24 +145,24 @@ def to_datetime(value: Any) -> datetime:
             try:
                 return _check_datetime(datetime(*map(int, m.groups()), tzinfo=UTC))
             except ValueError as exc:
-                raise ValueError(f"Invalid datetime value {value!r}: {exc}") from None
+                raise ValueError(f"Invalid datetime value {quote(value)}: {exc}") from None
         try:
             return datetime_from_epoch(int(value))
         except ValueError:
-            raise ValueError(f"Invalid datetime value {value!r}: expected epoch seconds "
+            raise ValueError(f"Invalid datetime value {quote(value)}: expected epoch seconds "
                              "or YYYY-MM-DDThh:mm:ssZ") from None
     if isinstance(value, datetime):
         return _check_datetime(value)
-    raise ValueError(f"Invalid datetime value {value!r}")
+    raise ValueError(f"Invalid datetime value {quote(value)}")
 
 
 def range_error(field: Field, value: Number) -> ValueError:
     """The reason a value is outside its column's range, with the compatibility note if any."""
     if field.minimum is not None and value < field.minimum:
         note = f"{field.low_note}: " if field.low_note else ""
-        return ValueError(f"{note}value {value!r} is below the minimum {field.minimum}")
+        return ValueError(f"{note}value {quote(value)} is below the minimum {field.minimum}")
     note = f"{field.high_note}: " if field.high_note else ""
-    return ValueError(f"{note}value {value!r} is above the maximum {field.maximum}")
+    return ValueError(f"{note}value {quote(value)} is above the maximum {field.maximum}")
 
 
 def int_converter(field: Field) -> Callable[[Any], int]:
@@ -171,9 +173,9 @@ def int_converter(field: Field) -> Callable[[Any], int]:
         try:
             n = int(value)
         except (ValueError, TypeError):
-            raise ValueError(f"Invalid int value {value!r}") from None
+            raise ValueError(f"Invalid int value {quote(value)}") from None
         if value.__class__ is float and n != value:
-            raise ValueError(f"Invalid int value {value!r}")
+            raise ValueError(f"Invalid int value {quote(value)}")
         if not lo <= n <= hi:
             raise range_error(field, n)
         return n
@@ -184,7 +186,7 @@ def int_converter(field: Field) -> Callable[[Any], int]:
 def check_float(field: Field, x: float) -> float:
     """Refuse NaN/infinity and values a DECIMAL(10,3) column cannot hold."""
     if not math.isfinite(x):
-        raise ValueError(f"value {x!r} is not a finite number")
+        raise ValueError(f"value {quote(x)} is not a finite number")
     if field.minimum is not None and round(x, 3) < field.minimum:
         raise range_error(field, x)
     if field.maximum is not None and round(x, 3) > field.maximum:
@@ -199,7 +201,7 @@ def float_converter(field: Field) -> Callable[[Any], float]:
         try:
             x = float(value)
         except (ValueError, TypeError):
-            raise ValueError(f"Invalid float value {value!r}") from None
+            raise ValueError(f"Invalid float value {quote(value)}") from None
         return check_float(field, x)
 
     return convert

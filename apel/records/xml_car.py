@@ -1,7 +1,8 @@
 """EMI Compute Accounting Record (CAR 1.2) → job records (messages.md §5.3).
 
 Every value is looked up anywhere below its ``UsageRecord``; the records then
-pass the same job checks as text messages, before any is accepted.
+pass the same job checks as text messages, before any is accepted. Records are read
+as the incremental parser closes them (:class:`CarReader`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from xml.etree.ElementTree import Element
 
 from apel.records.build import build_record
 from apel.records.definitions import CAR_SPEC
-from apel.records.fields import UTC
 from apel.records.model import JOB, InvalidMessage, ParsedMessage, Record
 from apel.records.xml_common import attribute, parse_iso_datetime, parse_iso_duration, text_of
 
@@ -100,14 +100,38 @@ def _typed(index: int, name: str, text: str, parse: Callable[[str], Any]) -> Any
         raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
 
 
-def parse_car(root: Element) -> ParsedMessage:
-    """Every ``UsageRecord`` of a CAR document (the root itself may be one)."""
-    elements = list(root.iter(f"{_Q}UsageRecord"))
-    if not elements:
-        raise InvalidMessage("CAR message contains no UsageRecord element")
-    now = datetime.now(UTC)
-    records: list[Record] = [
-        build_record(CAR_SPEC, _raw_record(element, index), index, now)
-        for index, element in enumerate(elements, 1)
-    ]
-    return ParsedMessage(JOB, root.tag.rpartition("}")[2], records)
+class CarReader:
+    """The job records of a CAR document, built one ``UsageRecord`` at a time as each closes.
+
+    The first invalid record's reason is kept and raised by :meth:`message`, after the
+    whole document has been read: a malformed document is refused as malformed, as when
+    it was parsed whole, whatever its records hold.
+    """
+
+    tag = f"{_Q}UsageRecord"
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.records: list[Record] = []
+        self.count = 0
+        self.error: Optional[InvalidMessage] = None
+
+    def add(self, element: Element) -> None:
+        """Read one closed ``UsageRecord`` (the caller may clear it afterwards)."""
+        self.count += 1
+        if self.error is not None:
+            return
+        try:
+            raw = _raw_record(element, self.count)
+            self.records.append(build_record(CAR_SPEC, raw, self.count, self.now))
+        except InvalidMessage as exc:
+            self.error = exc
+            self.records = []  # the message is refused: no need to hold what it had
+
+    def message(self, root: Element) -> ParsedMessage:
+        """The parsed message, or InvalidMessage: no record, or the first invalid one's reason."""
+        if not self.count:
+            raise InvalidMessage("CAR message contains no UsageRecord element")
+        if self.error is not None:
+            raise self.error
+        return ParsedMessage(JOB, root.tag.rpartition("}")[2], self.records)

@@ -1,13 +1,15 @@
 """Safe XML parsing and the ISO 8601 forms used by CAR and StAR (messages.md §5).
 
 Messages come from remote sites, so the parser refuses DTDs, entity expansion
-and external entities (defusedxml) and bodies above a size limit, before any
-record is looked at.
+and external entities (defusedxml) and bodies above a size limit. Documents are
+parsed incrementally (:func:`closed_elements`): a 50 MB CAR message never exists
+as one element tree.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Optional
@@ -18,6 +20,7 @@ import defusedxml.ElementTree
 
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage
+from apel.records.quote import quote
 
 MAX_XML_CHARS = 64 * 1024 * 1024
 
@@ -35,13 +38,38 @@ _ISO_DURATION = re.compile(
 _DURATION_UNITS = (365 * 86400, 2_628_000, 7 * 86400, 86400, 3600, 60)
 
 
-def parse_document(text: str) -> Element:
-    """The root element of a stripped XML body, or InvalidMessage saying why not."""
-    if len(text) > MAX_XML_CHARS:
+class _Slices:
+    """A file-like view of ``text[start:end]`` for the incremental parser: each read is one
+    slice, so a large message is never copied whole (a ``StringIO`` would copy it, at up
+    to four bytes per character)."""
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self.text, self.position, self.end = text, start, end
+
+    def read(self, size: int = -1) -> str:
+        stop = self.end if size < 0 else min(self.end, self.position + size)
+        chunk = self.text[self.position:stop]
+        self.position = stop
+        return chunk
+
+
+def closed_elements(text: str, start: int = 0, end: Optional[int] = None) -> Iterator[Element]:
+    """Every element of the XML document ``text[start:end]`` as it closes; the root comes last.
+
+    The document is parsed incrementally, so a consumer that clears the elements it has
+    used (each record, once read) keeps memory to about one record's tree instead of the
+    whole document's. Safe parsing as before: DTDs, entities and external references are
+    refused (defusedxml), and so is a document above the size limit, before parsing.
+    Raises InvalidMessage saying why the document cannot be read.
+    """
+    end = len(text) if end is None else end
+    if end - start > MAX_XML_CHARS:
         raise InvalidMessage(
-            f"XML message of {len(text)} characters is larger than the limit of {MAX_XML_CHARS}")
+            f"XML message of {end - start} characters is larger than the limit of {MAX_XML_CHARS}")
+    events = defusedxml.ElementTree.iterparse(_Slices(text, start, end), events=("end",), forbid_dtd=True)
     try:
-        return defusedxml.ElementTree.fromstring(text, forbid_dtd=True)
+        for _, element in events:
+            yield element
     except defusedxml.DTDForbidden:
         raise InvalidMessage("XML message refused: it contains a DTD (not allowed: entity expansion "
                              "and external entities are refused)") from None
@@ -51,7 +79,7 @@ def parse_document(text: str) -> Element:
         raise InvalidMessage(
             "XML message refused: it references an external resource (not allowed)") from None
     except ParseError as exc:
-        raise InvalidMessage(f"XML is malformed: {exc}") from None
+        raise InvalidMessage(f"XML is malformed: {quote(str(exc), bare=True)}") from None
 
 
 def namespace_of(element: Element) -> str:
@@ -81,7 +109,7 @@ def parse_iso_datetime(value: str) -> datetime:
     """
     m = _ISO_DATETIME.fullmatch(value)
     if m is None:
-        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}")
+        raise ValueError(f"Invalid ISO 8601 datetime value {quote(value)}")
     year, month, day, hour, minute, second, offset = m.groups()
     tz = UTC
     if offset and offset != "Z":
@@ -92,7 +120,7 @@ def parse_iso_datetime(value: str) -> datetime:
         parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
                           int(second or 0), tzinfo=tz)
     except ValueError as exc:
-        raise ValueError(f"Invalid ISO 8601 datetime value {value!r}: {exc}") from None
+        raise ValueError(f"Invalid ISO 8601 datetime value {quote(value)}: {exc}") from None
     return parsed.astimezone(UTC)
 
 
@@ -100,7 +128,7 @@ def parse_iso_duration(value: str) -> int:
     """ISO 8601 duration in whole seconds; fractional seconds are rounded (§5.3)."""
     m = _ISO_DURATION.fullmatch(value)
     if m is None:
-        raise ValueError(f"Invalid ISO 8601 duration value {value!r}")
+        raise ValueError(f"Invalid ISO 8601 duration value {quote(value)}")
     *counts, seconds = m.groups()
     total = sum(int(count) * unit for count, unit in zip(counts, _DURATION_UNITS) if count)
     if seconds:

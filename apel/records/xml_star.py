@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
 from apel.records.build import build_record
 from apel.records.definitions import GROUP_ATTRIBUTE_SPEC, STAR_SPEC
-from apel.records.fields import UTC
 from apel.records.model import STORAGE, InvalidMessage, ParsedMessage, Record
 from apel.records.xml_common import attribute, parse_iso_datetime, text_of
 
@@ -69,15 +68,37 @@ def _parse_one(element: Element, index: int, now: datetime) -> tuple[Record, lis
     return record, attributes
 
 
-def parse_star(root: Element) -> ParsedMessage:
-    """Every ``StorageUsageRecord`` of a StAR document (the root itself may be one)."""
-    elements = list(root.iter(f"{_Q}StorageUsageRecord"))
-    if not elements:
-        raise InvalidMessage("StAR message contains no StorageUsageRecord element")
-    now = datetime.now(UTC)
-    message = ParsedMessage(STORAGE, root.tag.rpartition("}")[2])
-    for index, element in enumerate(elements, 1):
-        record, attributes = _parse_one(element, index, now)
-        message.records.append(record)
-        message.group_attributes.extend(attributes)
-    return message
+class StarReader:
+    """The storage and group-attribute records of a StAR document, one
+    ``StorageUsageRecord`` at a time as each closes (see :class:`~apel.records.xml_car.CarReader`)."""
+
+    tag = f"{_Q}StorageUsageRecord"
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.records: list[Record] = []
+        self.group_attributes: list[Record] = []
+        self.count = 0
+        self.error: Optional[InvalidMessage] = None
+
+    def add(self, element: Element) -> None:
+        """Read one closed ``StorageUsageRecord`` (the caller may clear it afterwards)."""
+        self.count += 1
+        if self.error is not None:
+            return
+        try:
+            record, attributes = _parse_one(element, self.count, self.now)
+        except InvalidMessage as exc:
+            self.error = exc
+            self.records, self.group_attributes = [], []
+            return
+        self.records.append(record)
+        self.group_attributes.extend(attributes)
+
+    def message(self, root: Element) -> ParsedMessage:
+        """The parsed message, or InvalidMessage: no record, or the first invalid one's reason."""
+        if not self.count:
+            raise InvalidMessage("StAR message contains no StorageUsageRecord element")
+        if self.error is not None:
+            raise self.error
+        return ParsedMessage(STORAGE, root.tag.rpartition("}")[2], self.records, self.group_attributes)

@@ -6,7 +6,8 @@ in one transaction, then remove it. What can go wrong, and what happens:
 
 - the message is invalid (``InvalidMessage``) or the database refuses its data
   (``StorageError``): the message goes to ``reject`` with ``error = "Parsing
-  unsuccessful: <reason>"``, nothing of it is written;
+  unsuccessful: <reason>"``, nothing of it is written; the reject copy holds the
+  bytes that were queued, also when they are not UTF-8 (then that is the reason);
 - the database is unreachable, lost, deadlocked (``DatabaseUnavailable``): the
   message is unlocked and stays in ``incoming``; the loader backs off (1 s
   doubling up to ``backoff_max``) and retries. A good message is never rejected
@@ -30,10 +31,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError
 from apel.records.model import InvalidMessage, ParsedMessage
+from apel.records.quote import quote
 from apel.services.queues import (
     ACCEPT_SCHEMA,
     INCOMING_SCHEMA,
@@ -42,14 +44,17 @@ from apel.services.queues import (
     LockKeeper,
     add_durably,
     monotonic_ms,
+    not_utf8,
     open_queue,
     purge_quietly,
-    read_element_leniently,
+    read_element_bytes,
 )
 
 log = logging.getLogger("apel.loader")
 
 REJECT_PREFIX = "Parsing unsuccessful: "
+# Characters of an exception's text (database, queue, bug) that a reject reason keeps.
+DETAIL_LIMIT = 300
 # Exit codes of a ``--once`` run (documented in conf/loader.cfg and the README).
 EXIT_OK = 0  # every queued message was loaded
 EXIT_UNAVAILABLE = 1  # the database stayed unreachable: messages are left in incoming
@@ -283,17 +288,22 @@ class Loader:
         self._keeper.hold(name)
         started = time.perf_counter()
         try:
-            element = self.incoming.get(name)
-        except Exception as exc:  # a field missing or not UTF-8: the element is unusable
-            element = read_element_leniently(self.incoming, name)
-            return _Prepared(name, element, started, reason=f"unreadable queue element: {exc}")
+            raw = self.incoming.get(name)
+        except Exception as exc:  # a mandatory field is missing: the element is unusable
+            raw = read_element_bytes(self.incoming, name)
+            return _Prepared(name, raw, started, reason=f"unreadable queue element: {_detail(exc)}")
+        bad = not_utf8(raw)
+        if bad is not None:
+            return _Prepared(name, raw, started, reason=_not_utf8_reason(*bad))
+        element = {field: value.decode("utf-8") for field, value in raw.items()}
+        del raw  # a large message is held once, as text
         try:
             message = self._parse(element["body"])
         except InvalidMessage as exc:
             return _Prepared(name, element, started, reason=f"{REJECT_PREFIX}{exc}")
         except Exception as exc:
             log.exception("Unexpected error parsing %s", name)
-            reason = f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"
+            reason = f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {_detail(exc)}"
             return _Prepared(name, element, started, reason=reason)
         return _Prepared(name, element, started, message=message)
 
@@ -316,7 +326,7 @@ class Loader:
             self._disconnect()
             raise _KeepMessages(str(exc), name) from None
         except StorageError as exc:
-            return self._reject(name, element, f"{REJECT_PREFIX}{exc}"), 0
+            return self._reject(name, element, f"{REJECT_PREFIX}{_detail(exc)}"), 0
         except (ConnectionError, TimeoutError) as exc:  # a socket failure is never the message's fault
             self._keep(name)
             self._disconnect()
@@ -331,7 +341,8 @@ class Loader:
             except _KeepMessages as down:
                 self._keep(name)
                 raise _KeepMessages(down.why, name) from None
-            return self._reject(name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {exc}"), 0
+            return self._reject(
+                name, element, f"{REJECT_PREFIX}unexpected {type(exc).__name__}: {_detail(exc)}"), 0
         try:
             if self.accept is not None:
                 add_durably(self.accept, _without_error(element))
@@ -358,10 +369,10 @@ class Loader:
                 raise
 
     def _reject(self, name: str, element: dict, reason: str) -> Outcome:
-        data = {"body": element.get("body", ""), "error": reason}
+        data = {"body": _as_bytes(element.get("body", b"")), "error": reason}
         for field in ("signer", "empaid"):
             if element.get(field) is not None:
-                data[field] = element[field]
+                data[field] = _as_bytes(element[field])
         try:
             add_durably(self.reject, data)
             self.incoming.remove(name)
@@ -370,7 +381,7 @@ class Loader:
             raise _KeepMessages(str(exc), name, what="cannot write to the reject queue") from None
         log.warning(
             "Rejected message %s from %s (empaid %s): %s",
-            name, element.get("signer", "-"), element.get("empaid", "-"), reason,
+            name, _shown(element.get("signer", "-")), _shown(element.get("empaid", "-")), reason,
         )
         return Outcome.REJECTED
 
@@ -431,6 +442,29 @@ class Loader:
                 finally:
                     handler.release()
         log.info("Log files reopened")
+
+
+def _not_utf8_reason(field: str, error: UnicodeDecodeError) -> str:
+    """Why an element with bytes that are not UTF-8 is rejected (its bytes are kept)."""
+    if field == "body":
+        return f"{REJECT_PREFIX}the message is not UTF-8 text: {error}"
+    return f"unreadable queue element: the {field} is not UTF-8 text: {error}"
+
+
+def _as_bytes(value: Union[str, bytes]) -> bytes:
+    """A field for the reject queue: text as UTF-8 (the bytes it was read from), bytes unchanged."""
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _shown(value: Union[str, bytes]) -> str:
+    """A field for a log line (not UTF-8: with replacement characters)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def _detail(exc: BaseException) -> str:
+    """An exception's text for a reject reason, cut short: a driver's or a bug's message may
+    quote a whole value of the message, and a reason must stay readable."""
+    return quote(str(exc), bare=True, limit=DETAIL_LIMIT)
 
 
 def _without_error(element: dict) -> dict:

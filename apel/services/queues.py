@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from typing import Optional
 
 from dirq.queue import Queue
 
@@ -29,10 +30,14 @@ from ssm.queues import fsync_path
 
 log = logging.getLogger(__name__)
 
-# Field schemas (messages.md §1). Writers (ssmreceive, REST) set body/signer/empaid.
-INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?", "error": "string?"}
-REJECT_SCHEMA = {"body": "string", "signer": "string?", "empaid": "string?", "error": "string"}
-ACCEPT_SCHEMA = INCOMING_SCHEMA
+# Field schemas (messages.md §1). Writers (ssmreceive, REST) set body/signer/empaid as UTF-8
+# text. The loader reads and rejects them as bytes: dirq's text reading silently drops a
+# truncated multi-byte character at the end of a file, and a message that is not UTF-8 must
+# reach the reject queue byte for byte, for the operator to inspect and reprocess. On disk,
+# UTF-8 text is the same under either schema.
+INCOMING_SCHEMA = {"body": "binary", "signer": "binary", "empaid": "binary?", "error": "binary?"}
+REJECT_SCHEMA = {"body": "binary", "signer": "binary?", "empaid": "binary?", "error": "string"}
+ACCEPT_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
 # Queue files and directories are private to the service account (ssm.md §12.8).
 QUEUE_UMASK = 0o077
 REGISTRY_FILE = ".apeldbloader.lock"
@@ -60,22 +65,31 @@ def add_durably(queue: Queue, data: dict) -> str:
     return name
 
 
-def read_element_leniently(queue: Queue, name: str) -> dict:
-    """The fields of a locked element read as bytes and decoded with replacement.
+def read_element_bytes(queue: Queue, name: str) -> dict[str, bytes]:
+    """The fields of a locked element as the bytes on disk (a missing field is left out).
 
-    Used when ``Queue.get`` fails (a field is not UTF-8, or a mandatory file is
-    missing) so the element can still be moved to ``reject`` with what it holds.
+    Used when ``Queue.get`` fails (a mandatory file is missing) so the element can
+    still be moved to ``reject`` with what it holds.
     """
-    data: dict = {}
+    data: dict[str, bytes] = {}
     element = os.path.join(queue.path, name)
     for field in ("body", "signer", "empaid"):
         try:
             with open(os.path.join(element, field), "rb") as handle:
-                data[field] = handle.read().decode("utf-8", errors="replace")
+                data[field] = handle.read()
         except OSError:
             continue
-    data.setdefault("body", "")
     return data
+
+
+def not_utf8(fields: dict[str, bytes]) -> Optional[tuple[str, UnicodeDecodeError]]:
+    """The first field that is not UTF-8 text, with the decoder's reason; None if all are."""
+    for field, value in fields.items():
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return field, exc
+    return None
 
 
 class LockKeeper:
