@@ -8,6 +8,7 @@ need a fresh database take ``mysql_database`` (a new, empty schema each time).
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 
@@ -48,3 +49,13 @@ def mysql_database(mariadb) -> dict:
     """Connection arguments of a new empty database on the session's MariaDB."""
     name = mariadb.create_database(f"apel_test_{next(_db_counter)}")
     return mariadb.connect_args(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_umask():
+    """Programs run in-process (``main()``) set the umask they need for good, as a real
+    process does; put it back so a later test sees the umask it started with."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
