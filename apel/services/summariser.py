@@ -1,5 +1,5 @@
 """The summariser service: HybridSuperSummaries from jobs and summaries, CloudSummaries
-from cloud records (``database.md`` §7, §8, §10), incremental by default.
+from cloud records, incremental by default.
 
 **What is computed** is the old summariser's result, with every column defined:
 
@@ -10,7 +10,7 @@ from cloud records (``database.md`` §7, §8, §10), incremental by default.
   from the VM's previous record, Memory/Disk summed, grouped per site, month and
   attributes; then, if configured, the clean-up of stale cloud summaries.
 
-**Nothing is ever deleted from HSS** (compatibility, §7.4): a row whose key no longer
+**Nothing is ever deleted from HSS** (compatibility): a row whose key no longer
 occurs (e.g. every job of a group republished with another ServiceLevel) stays as it
 was, in full and incremental runs alike. Likewise CloudSummaries, apart from the
 optional stale clean-up.
@@ -103,7 +103,7 @@ class SummariserSettings:
 
     kind: str = CPU
     full: bool = False
-    # Both set: delete stale cloud summaries (§8.3). None: no clean-up.
+    # Set: delete stale cloud summaries older than this window. None: no clean-up.
     stale_window_days: Optional[int] = None
     progress_interval: float = 30.0  # seconds between progress lines in long runs
 
