@@ -22,7 +22,7 @@ from math import isfinite
 from operator import add, attrgetter, methodcaller, sub
 from typing import Any, Optional
 
-from apel.db.dialect import Column, Kind
+from apel.db.dialect import Kind
 from apel.db.tables import DECIMAL_KINDS, INTEGER_RANGES, NAME_LENGTH, Stored
 
 UTC = _dt.timezone.utc
@@ -214,19 +214,15 @@ def converter(stored: Stored) -> Converter:
     """The converter of one record table column (``apel.db.tables``)."""
     if stored.lookup is not None:  # the name, as the lookup table stores it
         return Text(NAME_LENGTH)
-    return column_converter(stored.column, stored.zero_when_null)
-
-
-def column_converter(column: Column, zero_when_null: bool = False) -> Converter:
-    """The converter of a column; ``zero_when_null``: a missing value is stored as 0."""
+    column = stored.column
     kind = column.kind
     if kind is Kind.TEXT:
         return Text(column.length)
     if kind in INTEGER_RANGES:
         low, high = INTEGER_RANGES[kind]
-        return Integer(low, high, null=0 if zero_when_null else None, nullable=column.nullable)
+        return Integer(low, high, null=0 if stored.zero_when_null else None, nullable=column.nullable)
     if kind in DECIMAL_KINDS:
-        null = ZERO if zero_when_null else None
+        null = ZERO if stored.zero_when_null else None
         return Decimal3(null, unsigned=kind is Kind.UDECIMAL, nullable=column.nullable)
     if kind is Kind.DATETIME:
         return Datetime(column.nullable)

@@ -95,12 +95,9 @@ class Layout:
         names = {c.name for c in self.record.table.columns if c.kind in kinds}
         return tuple(i for i, column in enumerate(self.columns) if column in names)
 
-    def build(self, records: Sequence[model.Record], publisher_dn: str = "") -> list[list[Any]]:
-        """Rows for ``records``; StorageError names a refused record (1-based) and field."""
-        return transpose(self.build_columns(records, publisher_dn))
-
     def build_columns(self, records: Sequence[model.Record], publisher_dn: str = "") -> list[list[Any]]:
-        """The values of each of :attr:`columns` for ``records`` (column-major)."""
+        """The values of each of :attr:`columns` for ``records`` (column-major);
+        StorageError names a refused record (1-based) and field."""
         if not records:
             return [[] for _ in self.columns]
         columns = []
