@@ -29,6 +29,8 @@ import pymysql.err
 from apel.db.backend import DatabaseUnavailable
 from apel.db.mysql_errors import NO_LOCAL_INFILE_CODES
 
+# the backend's logger, as before this module was split from it: log settings that name
+# it keep working
 log = logging.getLogger("apel.db.mysql_backend")
 
 # LOAD DATA's escapes (FIELDS ESCAPED BY '\\'): \\ \t \n \r \0 are the characters, \N is NULL.
