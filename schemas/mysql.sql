@@ -2,6 +2,8 @@
 --
 -- Load with:  mysql apel < schemas/mysql.sql   (or apel.db.mysql_backend.apply_schema)
 -- Re-running it is safe: tables are created if missing, views are replaced.
+-- Every table and column is also described in apel/db/tables.py (derived from the record
+-- fields), which tests/test_schema_columns.py compares with this file: change both.
 --
 -- Design notes (see shared/spec/database.md):
 -- * Every table sets utf8mb4_general_ci explicitly: case-insensitive and PAD SPACE, so

@@ -2,7 +2,8 @@
 --
 -- Same table, view and column names as the MySQL schema; the SQLite backend
 -- (apel/db/sqlite_backend.py) creates a missing database file with it. Re-running it
--- is safe (IF NOT EXISTS everywhere).
+-- is safe (IF NOT EXISTS everywhere). Every table and column is also described in
+-- apel/db/tables.py, which tests/test_schema_columns.py compares with this file.
 --
 -- Matching is case-insensitive and ignores trailing spaces, as on MySQL/MariaDB with a
 -- PAD SPACE *_ci collation:
@@ -15,7 +16,7 @@
 -- Types: datetimes are TEXT 'YYYY-MM-DD HH:MM:SS' in UTC; DECIMAL(10,3) columns are REAL
 -- holding values already rounded to 3 decimals (exact decimal work: multiply by 1000 and
 -- round to an integer); integers are 64-bit. Range and length limits of the MySQL
--- schema are enforced before writing, by apel/db/rows.py, for both backends.
+-- schema are enforced before writing, by apel/db/convert.py, for both backends.
 -- A completed cloud VM without EndTime has MeasurementTime NULL and month/year 0.
 
 -- ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from decimal import Decimal
 import pymysql
 import pytest
 
-from apel.db import rows
+from apel.db import tables
 from apel.db.backend import DatabaseUnavailable, StorageError, available_backends, load_backend
 from apel.db.mysql_backend import apply_schema
 from apel.records.model import ParsedMessage
@@ -124,7 +124,7 @@ def test_schema_loads_under_strict_modes_and_every_view_answers(backend):
         assert "ONLY_FULL_GROUP_BY" in backend.query("SELECT @@SESSION.sql_mode")[0][0]
         assert "NO_ZERO_DATE" in backend.query("SELECT @@GLOBAL.sql_mode")[0][0]
         backend.create_schema()  # applying it again is harmless
-    for name in rows.VIEWS:
+    for name in tables.VIEWS:
         assert view(backend, name) == []
 
 

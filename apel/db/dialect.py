@@ -27,19 +27,25 @@ class UnsupportedBackend(ValueError):
 
 
 class Kind(enum.Enum):
-    """Column types of the summariser's temporary tables, named by what they hold."""
+    """Column types, named by what they hold (``apel.db.tables`` describes every table
+    with them; the summariser creates its temporary tables from them)."""
 
     INT = "int"  # signed 32-bit (ids, years, months)
     UINT = "uint"  # unsigned 32-bit (NodeCount, Processors)
+    TINY_UINT = "tiny_uint"  # unsigned 8-bit (derived months)
+    SMALL_UINT = "small_uint"  # unsigned 16-bit (derived years)
     COUNTER = "counter"  # unsigned 64-bit (durations, counts, row ids)
+    BIGINT = "bigint"  # signed 64-bit (sums of deltas, which may be negative)
     TEXT = "text"  # compared as the schema's keys compare (see Dialect.same)
     DECIMAL = "decimal"  # exact, 3 decimals (ServiceLevel)
+    UDECIMAL = "udecimal"  # exact, 3 decimals, never negative (CpuCount)
     DATETIME = "datetime"  # naive UTC
+    TIMESTAMP = "timestamp"  # naive UTC, set by the database when a row is written
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a temporary table."""
+    """One column of a table."""
 
     name: str
     kind: Kind
@@ -170,6 +176,11 @@ class Dialect(abc.ABC):
     def delete_joined(self, table: str, alias: str, driver: str, condition: str) -> str:
         """Delete the rows of ``table`` (as ``alias``) that join a row of ``driver`` (a
         table and its alias) on ``condition``, ``driver`` driving the join."""
+
+    def column_type(self, column: Column) -> str:
+        """The SQL type the engine's schema declares for ``column`` (what the schema
+        check compares with the live database)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} dialect names no column types")
 
     @abc.abstractmethod
     def create_temporary_table(

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from apel.db.dialect import Column, Dialect, Kind, Merge, MergeColumn
 
 _TYPES = {
-    Kind.INT: "INT", Kind.UINT: "INT UNSIGNED", Kind.COUNTER: "BIGINT UNSIGNED",
-    Kind.DECIMAL: "DECIMAL(10,3)", Kind.DATETIME: "DATETIME",
+    Kind.INT: "INT", Kind.UINT: "INT UNSIGNED", Kind.TINY_UINT: "TINYINT UNSIGNED",
+    Kind.SMALL_UINT: "SMALLINT UNSIGNED", Kind.COUNTER: "BIGINT UNSIGNED", Kind.BIGINT: "BIGINT",
+    Kind.DECIMAL: "DECIMAL(10,3)", Kind.UDECIMAL: "DECIMAL(10,3) UNSIGNED", Kind.DATETIME: "DATETIME",
+    Kind.TIMESTAMP: "TIMESTAMP",
 }
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
 
@@ -106,15 +108,15 @@ class MySQLDialect(Dialect):
     def create_temporary_table(
         self, table: str, columns: Sequence[Column], key: Sequence[str]
     ) -> tuple[str, ...]:
-        definitions = [f"{c.name} {_type(c)} {'NULL' if c.nullable else 'NOT NULL'}" for c in columns]
+        definitions = [f"{c.name} {self.column_type(c)} {'NULL' if c.nullable else 'NOT NULL'}"
+                       for c in columns]
         definitions.append(f"PRIMARY KEY ({', '.join(key)})")
         return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({', '.join(definitions)}) {_TABLE_OPTIONS}",)
 
-
-def _type(column: Column) -> str:
-    if column.kind is Kind.TEXT:
-        return f"VARCHAR({column.length})"
-    return _TYPES[column.kind]
+    def column_type(self, column: Column) -> str:
+        if column.kind is Kind.TEXT:
+            return f"VARCHAR({column.length})"
+        return _TYPES[column.kind]
 
 
 MYSQL = MySQLDialect()

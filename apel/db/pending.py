@@ -62,39 +62,30 @@ from decimal import Decimal
 from itertools import repeat
 from typing import Any, Optional
 
+from apel.db import tables
 from apel.db.backend import Transaction
-from apel.db.dialect import Dialect
+from apel.db.dialect import Dialect, Kind
 from apel.records import model
 
-# HSS key columns of PendingSummaryKeys, in this order.
-KEY_COLUMNS = (
-    "SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID", "SubmitHostID",
-    "Infrastructure", "ServiceLevelType", "ServiceLevel", "NodeCount", "Processors",
-)
-# The text columns among them (the others are numbers).
-KEY_TEXT_COLUMNS = frozenset({"Infrastructure", "ServiceLevelType"})
+# HSS key columns of PendingSummaryKeys, in this order, and the text columns among them.
+KEY_COLUMNS = tables.HSS_KEY
+KEY_TEXT_COLUMNS = tables.STALE_SUMMARY_KEYS.text_columns()
 # The delta columns of PendingSummaryKeys, in this order: NULL in a recompute entry, set
 # in a delta entry (what the added jobs of one key contribute to its HSS row).
-DELTA_COLUMNS = (
-    "InfrastructureDescription", "EarliestEndTime", "LatestEndTime", "WallDuration", "CpuDuration",
-    "NumberOfJobs",
-)
-DELTA_TEXT_COLUMNS = KEY_TEXT_COLUMNS | {"InfrastructureDescription"}
+DELTA_COLUMNS = tables.PENDING_SUMMARY_KEYS.names[1 + len(KEY_COLUMNS):]
+DELTA_TEXT_COLUMNS = frozenset(
+    c.name for c in tables.PENDING_SUMMARY_KEYS.columns if c.kind is Kind.TEXT and c.name != "id")
 # BIGINT UNSIGNED, the type of the sums in PendingSummaryKeys and HSS.
 _SUM_MAX = 2**64 - 1
 # The columns of each source table that make up the HSS key, in KEY_COLUMNS order
 # (None: a constant 0, the ServiceLevel of a normalised summary's HSS row).
-_SOURCE_KEYS: dict[str, tuple[Any, ...]] = {
-    model.JOB: ("SiteID", "EndMonth", "EndYear", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID",
-                "SubmitHostID", "InfrastructureType", "ServiceLevelType", "ServiceLevel", "NodeCount",
-                "Processors"),
-    model.SUMMARY: ("SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID",
-                    "SubmitHostID", "InfrastructureType", "ServiceLevelType", "ServiceLevel",
-                    "NodeCount", "Processors"),
-    model.NORMALISED_SUMMARY: ("SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID",
-                               "VORoleID", "SubmitHostID", "Infrastructure", "ServiceLevelType", None,
-                               "NodeCount", "Processors"),
+_SOURCE_KEYS: dict[str, tuple[Optional[str], ...]] = {
+    record_type: tables.HSS_SOURCE_KEYS[tables.RECORD_TABLES[record_type].table.name]
+    for record_type in (model.JOB, model.SUMMARY, model.NORMALISED_SUMMARY)
 }
+# A job's key columns in JobRecords (all are columns there), and the text ones among them.
+_JOB_KEY = tuple(str(column) for column in _SOURCE_KEYS[model.JOB])
+_JOB_KEY_TEXT = frozenset(_JOB_KEY) & tables.JOB.table.text_columns()
 # The record types that feed HSS rows (and PendingSummaryKeys).
 HSS_SOURCES = frozenset(_SOURCE_KEYS)
 _CLOUD_KEY = ("SiteID", "MeasurementYear", "MeasurementMonth")
@@ -172,7 +163,7 @@ def job_deltas(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> Optiona
     """
     if not data or not data[0]:
         return []
-    key_columns = [data[columns.index(c)] for c in _SOURCE_KEYS[model.JOB]]
+    key_columns = [data[columns.index(c)] for c in _JOB_KEY]
     description, end, wall, cpu = (data[columns.index(c)] for c in (
         "InfrastructureDescription", "EndTime", "WallDuration", "CpuDuration"))
     count = len(data[0])
@@ -251,11 +242,11 @@ def replaced_job_keys(
 # A job's HSS key as one text, unambiguously: numbers as MySQL prints them (ServiceLevel
 # with its 3 decimals), the two text columns in hexadecimal (so no separator can occur).
 _KEY_TEXT = "CONCAT_WS(',', {})".format(", ".join(
-    f"HEX({column})" if column in ("InfrastructureType", "ServiceLevelType") else column
-    for column in _SOURCE_KEYS[model.JOB]
+    f"HEX({column})" if column in _JOB_KEY_TEXT else column for column in _JOB_KEY
 ))
-_KEY_TEXT_AT = (8, 9)  # positions of the text columns in a key
-_KEY_DECIMAL_AT = 10  # ServiceLevel
+# positions of the text columns and the decimal column (ServiceLevel) in a key
+_KEY_TEXT_AT = frozenset(i for i, column in enumerate(_JOB_KEY) if column in _JOB_KEY_TEXT)
+_KEY_DECIMAL_AT = _JOB_KEY.index("ServiceLevel")
 
 
 def _key_texts(keys: Sequence[tuple]) -> set[str]:
@@ -288,16 +279,16 @@ def _old_job_keys(
     mark = dialect.placeholder
     select = (
         f"INSERT INTO PendingSummaryKeys ({', '.join(KEY_COLUMNS)})"
-        f" SELECT {', '.join(_SOURCE_KEYS[model.JOB])} FROM JobRecords"
+        f" SELECT {', '.join(_JOB_KEY)} FROM JobRecords"
     )
     if dialect.embedded:
         # in-process: one indexed probe per record is cheap, and matches the PK exactly.
         # A stored row whose key equals (byte for byte) the key of the row replacing it
         # needs no entry of its own: after_write records that key.
-        keys = _SOURCE_KEYS[model.JOB]
+        keys = _JOB_KEY
         positions = [columns.index(c) for c in keys]
         same = " AND ".join(
-            dialect.identical(c, mark) if c in ("InfrastructureType", "ServiceLevelType") else f"{c} = {mark}"
+            dialect.identical(c, mark) if c in _JOB_KEY_TEXT else f"{c} = {mark}"
             for c in keys
         )
         tx.executemany(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apel.db import mysql_backend
+from apel.db import mysql_connect
 from apel.db.schema_files import DIALECTS, schema_statements, schema_text
 from apel.db.sqlite_backend import SQLiteBackend
 
@@ -23,7 +23,7 @@ def apply_schema(dialect: str, target: Any) -> None:
     if missing).
     """
     if dialect == "mysql":
-        mysql_backend.apply_schema(target)
+        mysql_connect.apply_schema(target)
     elif dialect == "sqlite":
         db = SQLiteBackend({"name": str(target)})
         try:

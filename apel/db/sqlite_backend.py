@@ -26,6 +26,7 @@ from apel.db import rows as _rows
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError, Transaction
 from apel.db.schema_files import schema_text
 from apel.db.sqlite_dialect import SQLITE
+from apel.db.tables import DATETIME_COLUMNS, DECIMAL_COLUMNS
 from apel.records.model import ParsedMessage
 
 _DT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -60,10 +61,10 @@ def _convert_row(names: Sequence[str], row: tuple) -> tuple:
         value = out[i]
         if value is None:
             continue
-        if name in _rows.DATETIME_COLUMNS and isinstance(value, str):
+        if name in DATETIME_COLUMNS and isinstance(value, str):
             with contextlib.suppress(ValueError):
                 out[i] = _dt.datetime.fromisoformat(value)
-        elif name in _rows.DECIMAL_COLUMNS and isinstance(value, (int, float)):
+        elif name in DECIMAL_COLUMNS and isinstance(value, (int, float)):
             out[i] = Decimal(repr(float(value))).quantize(Decimal("0.001"))
     return tuple(out)
 
@@ -73,7 +74,7 @@ def _fetch(cur: sqlite3.Cursor) -> list[tuple]:
     if not cur.description:
         return result
     names = [d[0] for d in cur.description]
-    if not any(n in _rows.DATETIME_COLUMNS or n in _rows.DECIMAL_COLUMNS for n in names):
+    if not any(n in DATETIME_COLUMNS or n in DECIMAL_COLUMNS for n in names):
         return result
     return [_convert_row(names, row) for row in result]
 
@@ -181,7 +182,7 @@ class SQLiteBackend(Backend):
         try:
             cur = conn.execute(sql, [_adapt(v) for v in params])
             names = [d[0] for d in cur.description or ()]
-            convert = any(n in _rows.DATETIME_COLUMNS or n in _rows.DECIMAL_COLUMNS for n in names)
+            convert = any(n in DATETIME_COLUMNS or n in DECIMAL_COLUMNS for n in names)
             while True:
                 rows = cur.fetchmany(batch)
                 if not rows:

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 from apel.db.dialect import Column, Dialect, Kind
 
+# Integers are 64-bit whatever their kind; datetimes are text ('YYYY-MM-DD HH:MM:SS').
+_INTEGERS = (Kind.INT, Kind.UINT, Kind.TINY_UINT, Kind.SMALL_UINT, Kind.COUNTER, Kind.BIGINT)
 _TYPES = {
-    Kind.INT: "INTEGER", Kind.UINT: "INTEGER", Kind.COUNTER: "INTEGER", Kind.TEXT: "TEXT",
-    Kind.DECIMAL: "REAL", Kind.DATETIME: "DATETIME",
+    **dict.fromkeys(_INTEGERS, "INTEGER"), Kind.TEXT: "TEXT", Kind.DECIMAL: "REAL", Kind.UDECIMAL: "REAL",
+    Kind.DATETIME: "DATETIME", Kind.TIMESTAMP: "DATETIME",
 }
-_INTEGERS = (Kind.INT, Kind.UINT, Kind.COUNTER)
 
 
 class SQLiteDialect(Dialect):
@@ -92,7 +93,8 @@ class SQLiteDialect(Dialect):
         kinds = {c.name: c.kind for c in columns}
         rowid = len(key) == 1 and kinds[key[0]] in _INTEGERS
         definitions = [
-            f"{c.name} INTEGER PRIMARY KEY" if rowid and c.name == key[0] else _definition(c) for c in columns
+            f"{c.name} INTEGER PRIMARY KEY" if rowid and c.name == key[0] else self._definition(c)
+            for c in columns
         ]
         create = f"CREATE TEMP TABLE IF NOT EXISTS {table} ({', '.join(definitions)})"
         if rowid:
@@ -100,10 +102,12 @@ class SQLiteDialect(Dialect):
         terms = [self.group(name) if kinds[name] is Kind.TEXT else name for name in key]
         return (create, f"CREATE UNIQUE INDEX IF NOT EXISTS temp.{table}_PK ON {table} ({', '.join(terms)})")
 
+    def column_type(self, column: Column) -> str:
+        return _TYPES[column.kind]
 
-def _definition(column: Column) -> str:
-    text = f"{column.name} {_TYPES[column.kind]} {'NULL' if column.nullable else 'NOT NULL'}"
-    return text + " COLLATE NOCASE" if column.kind is Kind.TEXT else text
+    def _definition(self, column: Column) -> str:
+        text = f"{column.name} {self.column_type(column)} {'NULL' if column.nullable else 'NOT NULL'}"
+        return text + " COLLATE NOCASE" if column.kind is Kind.TEXT else text
 
 
 SQLITE = SQLiteDialect()

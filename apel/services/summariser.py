@@ -1,5 +1,5 @@
 """The summariser service: HybridSuperSummaries from jobs and summaries, CloudSummaries
-from cloud records (``database.md`` §7, §8, §10), incremental by default.
+from cloud records, incremental by default.
 
 **What is computed** is the old summariser's result, with every column defined:
 
@@ -10,7 +10,7 @@ from cloud records (``database.md`` §7, §8, §10), incremental by default.
   from the VM's previous record, Memory/Disk summed, grouped per site, month and
   attributes; then, if configured, the clean-up of stale cloud summaries.
 
-**Nothing is ever deleted from HSS** (compatibility, §7.4): a row whose key no longer
+**Nothing is ever deleted from HSS** (compatibility): a row whose key no longer
 occurs (e.g. every job of a group republished with another ServiceLevel) stays as it
 was, in full and incremental runs alike. Likewise CloudSummaries, apart from the
 optional stale clean-up.
@@ -103,7 +103,7 @@ class SummariserSettings:
 
     kind: str = CPU
     full: bool = False
-    # Both set: delete stale cloud summaries (§8.3). None: no clean-up.
+    # Set: delete stale cloud summaries older than this window. None: no clean-up.
     stale_window_days: Optional[int] = None
     progress_interval: float = 30.0  # seconds between progress lines in long runs
 
@@ -202,78 +202,57 @@ class Summariser:
             # locks below would be gap locks, which do not exclude each other
             self.backend.query(self.dialect.insert_ignore("SummariserGate", ("id",), "VALUES (1)"))
         if report.mode == "full":
-            site_months = sorted(set(self.backend.query(statements.site_months)))
-            steps = (statements.jobs_site_month, statements.summaries_site_month,
-                     statements.normalised_site_month)
+            self._run_cpu_full(report, started, statements)
+        else:
+            self._run_cpu_incremental(report, started, statements)
+        self._finish(report, None, [])
 
-            def work(tx: Transaction, batch: Sequence[tuple]) -> int:
-                self._gate(tx)
-                rows = 0
-                for site_month in batch:
-                    params = list(site_month)
-                    ((before,),) = tx.query(statements.hss_count_site_month, params)
-                    changed = tx.execute(steps[0], params)
-                    ((after,),) = tx.query(statements.hss_count_site_month, params)
-                    summarised = sum(tx.execute(step, params) for step in steps[1:])
-                    rows += changed + summarised
-                    tx.execute(statements.unmark_stale_site_month, params)
-                    # Stale rows are HSS rows of the site-month without a source. Checking
-                    # each row costs an index lookup per row; where the site-month has no
-                    # summaries and every HSS row is one of the job groups just written,
-                    # there is none to look for.
-                    if summarised or after > self._job_groups(after - before, changed):
-                        tx.execute(statements.mark_stale_site_month, params)
-                    # every entry of the site-month is covered: under the gate, no load
-                    # commits between the recomputation and this delete
-                    report.pending_cleared += tx.execute(statements.delete_pending_site_month, params)
-                return rows
+    def _run_cpu_full(self, report: RunReport, started: float, statements: sql.CpuStatements) -> None:
+        site_months = sorted(set(self.backend.query(statements.site_months)))
+        steps = (statements.jobs_site_month, statements.summaries_site_month,
+                 statements.normalised_site_month)
 
-            self._in_batches(report, started, site_months, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
-            report.site_months = len(site_months)
-            self._finish(report, None, [])
-            return
+        def work(tx: Transaction, batch: Sequence[tuple]) -> int:
+            self._gate(tx)
+            rows = 0
+            for site_month in batch:
+                params = list(site_month)
+                ((before,),) = tx.query(statements.hss_count_site_month, params)
+                changed = tx.execute(steps[0], params)
+                ((after,),) = tx.query(statements.hss_count_site_month, params)
+                summarised = sum(tx.execute(step, params) for step in steps[1:])
+                rows += changed + summarised
+                tx.execute(statements.unmark_stale_site_month, params)
+                # Stale rows are HSS rows of the site-month without a source. Checking
+                # each row costs an index lookup per row; where the site-month has no
+                # summaries and every HSS row is one of the job groups just written,
+                # there is none to look for.
+                if summarised or after > self._job_groups(after - before, changed):
+                    tx.execute(statements.mark_stale_site_month, params)
+                # every entry of the site-month is covered: under the gate, no load
+                # commits between the recomputation and this delete
+                report.pending_cleared += tx.execute(statements.delete_pending_site_month, params)
+            return rows
 
-        # Incremental: the site-months with pending entries now, a few per transaction
-        # (bounded memory and transactions, at least one site-month each); entries of
-        # other site-months committed meanwhile are the next run's. Each transaction takes
-        # every entry of its site-months, read inside it behind the gate: no load commits
-        # while it works, so every job a recomputation reads has its entries among them,
-        # and a key's entries are never split between transactions.
+        self._in_batches(report, started, site_months, SITE_MONTHS_PER_TRANSACTION, work, "site-months")
+        report.site_months = len(site_months)
+
+    def _run_cpu_incremental(self, report: RunReport, started: float, statements: sql.CpuStatements) -> None:
+        """The site-months with pending entries now, a few per transaction (bounded
+        memory and transactions, at least one site-month each); entries of other
+        site-months committed meanwhile are the next run's. Each transaction takes every
+        entry of its site-months, read inside it behind the gate: no load commits while
+        it works, so every job a recomputation reads has its entries among them, and a
+        key's entries are never split between transactions."""
         pending_site_months = sorted(tuple(int(v) for v in row)
                                      for row in self.backend.query(statements.pending_site_months))
         if not pending_site_months:
             log.info("Nothing loaded since the last run")
-        recompute = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
         site_months: set[tuple] = set()
         last_note = self._clock()
         for batch in _batches(pending_site_months, KEYS_PER_TRANSACTION):
             with self.backend.transaction() as tx:
-                self._gate(tx)
-                for statement in (*statements.create_work, *statements.clear_work):
-                    tx.execute(statement)
-                tx.execute(statements.fill_pending_from(len(batch)),
-                           [value for site_month in batch for value in site_month[:3]])
-                # the keys to recompute: recompute entries, and deltas that may not be added
-                tx.execute(statements.work_from_entries)
-                if statements.work_from_deltas is not None:
-                    tx.execute(statements.work_from_deltas)
-                recomputed = tx.query(statements.work_site_months)
-                if recomputed:
-                    report.rows += sum(tx.execute(step) for step in recompute)
-                    tx.execute(statements.unmark_stale_work)
-                    tx.execute(statements.mark_stale_work)
-                added: list[tuple] = []
-                if statements.apply_deltas is not None and statements.delta_site_months is not None:
-                    # nothing recomputed: every delta entry is added (no check against the
-                    # work table per entry)
-                    everything = not recomputed
-                    added = tx.query(statements.delta_site_months_all if everything
-                                     else statements.delta_site_months)
-                    if added:
-                        report.rows += tx.execute(statements.apply_all_deltas if everything
-                                                  else statements.apply_deltas)
-                # exactly the entries read above: recomputed or added
-                report.pending_cleared += tx.execute(statements.delete_pending_of_chunk)
+                recomputed, added = self._cpu_increment(tx, statements, batch, report)
             report.keys += sum(int(row[3]) for row in recomputed)
             report.delta_keys += sum(int(row[3]) for row in added)
             report.keys += sum(int(row[3]) for row in added)
@@ -284,7 +263,40 @@ class Summariser:
                 log.info("cpu incremental: %d pending entries, %d keys, %d rows affected, %.1f s elapsed",
                          report.pending_cleared, report.keys, report.rows, now - started)
         report.site_months = len(site_months)
-        self._finish(report, None, [])
+
+    def _cpu_increment(
+        self, tx: Transaction, statements: sql.CpuStatements, batch: Sequence[tuple], report: RunReport
+    ) -> tuple[list[tuple], list[tuple]]:
+        """One transaction of an incremental run over the pending entries of ``batch``'s
+        site-months; returns the (site-month, keys) rows recomputed and added to."""
+        self._gate(tx)
+        for statement in (*statements.create_work, *statements.clear_work):
+            tx.execute(statement)
+        tx.execute(statements.fill_pending_from(len(batch)),
+                   [value for site_month in batch for value in site_month[:3]])
+        # the keys to recompute: recompute entries, and deltas that may not be added
+        tx.execute(statements.work_from_entries)
+        if statements.work_from_deltas is not None:
+            tx.execute(statements.work_from_deltas)
+        recomputed = tx.query(statements.work_site_months)
+        if recomputed:
+            recompute = (statements.jobs_keys, statements.summaries_keys, statements.normalised_keys)
+            report.rows += sum(tx.execute(step) for step in recompute)
+            tx.execute(statements.unmark_stale_work)
+            tx.execute(statements.mark_stale_work)
+        added: list[tuple] = []
+        if statements.apply_deltas is not None and statements.delta_site_months is not None:
+            # nothing recomputed: every delta entry is added (no check against the work
+            # table per entry)
+            everything = not recomputed
+            added = tx.query(statements.delta_site_months_all if everything
+                             else statements.delta_site_months)
+            if added:
+                report.rows += tx.execute(statements.apply_all_deltas if everything
+                                          else statements.apply_deltas)
+        # exactly the entries read above: recomputed or added
+        report.pending_cleared += tx.execute(statements.delete_pending_of_chunk)
+        return recomputed, added
 
     def _job_groups(self, inserted: int, changed: int) -> int:
         """At most the number of job groups a site-month's REPLACE wrote, from the rows it

@@ -6,7 +6,7 @@ without touching the table rows). The statements are written once; every place w
 engines differ is filled in by the backend's :class:`~apel.db.dialect.Dialect`, and the
 rules are the same on every engine:
 
-- *grouping text case-insensitively, ignoring trailing spaces* (``database.md`` §2.2):
+- *grouping text case-insensitively, ignoring trailing spaces*, as the keys compare:
   :meth:`Dialect.group` and :meth:`Dialect.same`;
 - *which spelling a merged group shows*: the binary-smallest (code point order, so
   ``HEPSPEC`` before ``hepspec``, ``Si2K`` before ``si2k``), identical on every engine
@@ -33,25 +33,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from apel.db.dialect import Column, Dialect, Kind, Merge, MergeColumn
+from apel.db import tables
+from apel.db.dialect import Dialect, Merge, MergeColumn
 from apel.db.pending import DELTA_COLUMNS
 
-# HSS key columns in table order (the primary key of HybridSuperSummaries).
-HSS_KEY = (
-    "SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID", "SubmitHostID",
-    "Infrastructure", "ServiceLevelType", "ServiceLevel", "NodeCount", "Processors",
-)
-HSS_COLUMNS = HSS_KEY[:9] + (
-    "InfrastructureDescription",) + HSS_KEY[9:] + (
-    "EarliestEndTime", "LatestEndTime", "WallDuration", "CpuDuration",
-    "NormalisedWallDuration", "NormalisedCpuDuration", "NumberOfJobs",
-)
-CLOUD_SUMMARY_COLUMNS = (
-    "SiteID", "CloudComputeServiceID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID",
-    "VORoleID", "Status", "CloudType", "ImageId", "EarliestStartTime", "LatestStartTime",
-    "WallDuration", "CpuDuration", "CpuCount", "NetworkInbound", "NetworkOutbound", "Memory",
-    "Disk", "BenchmarkType", "Benchmark", "NumberOfVMs", "PublisherDNID",
-)
+# The HSS key (in the bookkeeping tables' column order) and the text columns among it.
+HSS_KEY = tables.HSS_KEY
+_KEY_TEXT = tables.STALE_SUMMARY_KEYS.text_columns()
+# The columns the summariser writes (UpdateTime is the database's).
+HSS_COLUMNS = tuple(name for name in tables.HSS.names if name != "UpdateTime")
+CLOUD_SUMMARY_COLUMNS = tuple(name for name in tables.CLOUD_SUMMARY.table.names if name != "UpdateTime")
 # The temporary tables of an incremental run (one connection's own): the HSS keys it
 # recomputes, and the chunk of PendingSummaryKeys entries it works on.
 WORK_KEYS = "SummariserWorkKeys"
@@ -67,7 +58,7 @@ def _columns(names: tuple[str, ...]) -> str:
 
 
 def _job_select(d: Dialect) -> str:
-    """JobRecords → HSS rows (``database.md`` §7.1), for rows ``j`` selected by the caller."""
+    """JobRecords → HSS rows, for rows ``j`` selected by the caller."""
     return (
         f"SELECT j.SiteID, j.EndMonth, j.EndYear, j.GlobalUserNameID, j.VOID, j.VOGroupID,"
         f" j.VORoleID, j.SubmitHostID, {d.spelling('j.InfrastructureType')},"
@@ -89,7 +80,7 @@ def _job_group(d: Dialect) -> str:
 
 
 def _summary_select(d: Dialect) -> str:
-    """Summaries → HSS, row by row (§7.2)."""
+    """Summaries → HSS, row by row."""
     return (
         "SELECT s.SiteID, s.Month, s.Year, s.GlobalUserNameID, s.VOID, s.VOGroupID, s.VORoleID,"
         " s.SubmitHostID, s.InfrastructureType, s.InfrastructureDescription, s.ServiceLevelType,"
@@ -102,7 +93,7 @@ def _summary_select(d: Dialect) -> str:
 
 
 _NORMALISED_SELECT = (
-    # §7.3: copied 1:1; ServiceLevel takes the HSS default 0
+    # NormalisedSummaries → HSS, copied 1:1; ServiceLevel takes the HSS default 0
     "SELECT n.SiteID, n.Month, n.Year, n.GlobalUserNameID, n.VOID, n.VOGroupID, n.VORoleID,"
     " n.SubmitHostID, n.Infrastructure, n.InfrastructureDescription, n.ServiceLevelType, 0,"
     " n.NodeCount, n.Processors, n.EarliestEndTime, n.LatestEndTime, n.WallDuration,"
@@ -110,32 +101,12 @@ _NORMALISED_SELECT = (
 )
 
 
-# The primary key of HybridSuperSummaries, in its index order (the work table's key).
-HSS_PRIMARY_KEY = (
-    "SiteID", "Month", "Year", "GlobalUserNameID", "VOID", "VORoleID", "VOGroupID", "SubmitHostID",
-    "Infrastructure", "ServiceLevelType", "ServiceLevel", "NodeCount", "Processors",
-)
-CLOUD_SUMMARY_KEY = (
-    "SiteID", "CloudComputeServiceID", "Month", "Year", "GlobalUserNameID", "VOID", "VOGroupID", "VORoleID",
-    "Status", "ImageId", "CpuCount", "BenchmarkType", "Benchmark",
-)
-_KEY_KINDS = {
-    "Infrastructure": Column("Infrastructure", Kind.TEXT, 20),
-    "ServiceLevelType": Column("ServiceLevelType", Kind.TEXT, 50),
-    "ServiceLevel": Column("ServiceLevel", Kind.DECIMAL),
-    "NodeCount": Column("NodeCount", Kind.UINT),
-    "Processors": Column("Processors", Kind.UINT),
-}
+# The primary keys, in their index order (also the work table's key).
+HSS_PRIMARY_KEY = tables.HSS.key
+CLOUD_SUMMARY_KEY = tables.CLOUD_SUMMARY.table.key
 # The work tables' columns: an HSS key, and a PendingSummaryKeys entry.
-WORK_KEY_COLUMNS = tuple(_KEY_KINDS.get(name, Column(name, Kind.INT)) for name in HSS_KEY)
-WORK_PENDING_COLUMNS = (Column("id", Kind.COUNTER),) + WORK_KEY_COLUMNS + (
-    Column("InfrastructureDescription", Kind.TEXT, 100, nullable=True),
-    Column("EarliestEndTime", Kind.DATETIME, nullable=True),
-    Column("LatestEndTime", Kind.DATETIME, nullable=True),
-    Column("WallDuration", Kind.COUNTER, nullable=True),
-    Column("CpuDuration", Kind.COUNTER, nullable=True),
-    Column("NumberOfJobs", Kind.COUNTER, nullable=True),
-)
+WORK_KEY_COLUMNS = tables.STALE_SUMMARY_KEYS.columns
+WORK_PENDING_COLUMNS = tables.PENDING_SUMMARY_KEYS.columns
 # How a delta entry's aggregate merges into the HSS row of its key.
 _LEVEL = ("ServiceLevel", "ServiceLevelType")
 _DELTA_MERGES = (
@@ -211,21 +182,18 @@ class _Keys:
 
     d: Dialect
 
-    def on(
-        self, alias: str, infrastructure: str, year: str, month: str, level: bool = True, k: str = "k"
-    ) -> str:
-        """Row ``alias`` (a source, or a table of HSS keys) has the HSS key of row ``k``."""
-        d = self.d
-        terms = [
-            f"{alias}.SiteID = {k}.SiteID", f"{alias}.{year} = {k}.Year", f"{alias}.{month} = {k}.Month",
-            f"{alias}.VOID = {k}.VOID", f"{alias}.GlobalUserNameID = {k}.GlobalUserNameID",
-            f"{alias}.VOGroupID = {k}.VOGroupID", f"{alias}.VORoleID = {k}.VORoleID",
-            f"{alias}.SubmitHostID = {k}.SubmitHostID",
-            d.same(f"{alias}.{infrastructure}", f"{k}.Infrastructure"),
-            d.same(f"{alias}.ServiceLevelType", f"{k}.ServiceLevelType"),
-            f"{alias}.ServiceLevel = {k}.ServiceLevel" if level else f"{k}.ServiceLevel = 0",
-            f"{alias}.NodeCount = {k}.NodeCount", f"{alias}.Processors = {k}.Processors",
-        ]
+    def on(self, alias: str, source: str = "", k: str = "k") -> str:
+        """Row ``alias`` has the HSS key of row ``k``: ``alias`` is a row of the source
+        table ``source`` (JobRecords, Summaries, NormalisedSummaries), or by default of a
+        table that names the key's columns as HSS does."""
+        terms = []
+        for key, column in zip(HSS_KEY, tables.HSS_SOURCE_KEYS.get(source, HSS_KEY)):
+            if column is None:  # the source's rows feed the key with this column 0
+                terms.append(f"{k}.{key} = 0")
+            elif key in _KEY_TEXT:
+                terms.append(self.d.same(f"{alias}.{column}", f"{k}.{key}"))
+            else:
+                terms.append(f"{alias}.{column} = {k}.{key}")
         return " AND ".join(terms)
 
     @staticmethod
@@ -235,15 +203,15 @@ class _Keys:
     # The sources of the HSS row with the key of row ``k``, each one index lookup.
     def has_jobs(self, k: str) -> str:
         return (f"EXISTS (SELECT 1 FROM JobRecords j{self.d.index_hint('SummaryIdx')} WHERE "
-                + self.on("j", "InfrastructureType", "EndYear", "EndMonth", k=k) + ")")
+                + self.on("j", "JobRecords", k=k) + ")")
 
     def has_summary(self, k: str) -> str:
         return (f"EXISTS (SELECT 1 FROM Summaries s WHERE "
-                f"{self.on('s', 'InfrastructureType', 'Year', 'Month', k=k)})")
+                f"{self.on('s', 'Summaries', k=k)})")
 
     def has_normalised(self, k: str) -> str:  # a normalised summary feeds the key with ServiceLevel 0
         return (f"({k}.ServiceLevel = 0 AND EXISTS (SELECT 1 FROM NormalisedSummaries n WHERE "
-                f"{self.on('n', 'Infrastructure', 'Year', 'Month', level=False, k=k)}))")
+                f"{self.on('n', 'NormalisedSummaries', k=k)}))")
 
     def no_source(self, k: str) -> str:
         return f"NOT {self.has_jobs(k)} AND NOT {self.has_summary(k)} AND NOT {self.has_normalised(k)}"
@@ -293,13 +261,13 @@ def _work_statements(d: Dialect) -> dict[str, object]:
     return {
         "jobs_keys": _into_hss(d, _job_select(d) + f" FROM {WORK_KEYS} k {join} JobRecords"
                                f" j{d.index_hint('SummaryIdx')} ON "
-                               + keys.on("j", "InfrastructureType", "EndYear", "EndMonth") + _job_group(d)),
+                               + keys.on("j", "JobRecords") + _job_group(d)),
         "summaries_keys": _into_hss(d, _summary_select(d) + f" FROM {WORK_KEYS} k {join} Summaries"
                                     f" s{d.index_hint('PRIMARY')} ON "
-                                    + keys.on("s", "InfrastructureType", "Year", "Month")),
+                                    + keys.on("s", "Summaries")),
         "normalised_keys": _into_hss(d, _NORMALISED_SELECT + f" FROM {WORK_KEYS} k {join} NormalisedSummaries"
                                      f" n{d.index_hint('PRIMARY')} ON "
-                                     + keys.on("n", "Infrastructure", "Year", "Month", level=False)),
+                                     + keys.on("n", "NormalisedSummaries")),
         "create_work": (*d.create_temporary_table(WORK_KEYS, WORK_KEY_COLUMNS, HSS_PRIMARY_KEY),
                         *d.create_temporary_table(WORK_PENDING, WORK_PENDING_COLUMNS, ("id",))),
         "clear_work": (f"DELETE FROM {WORK_KEYS}", f"DELETE FROM {WORK_PENDING}"),
@@ -316,10 +284,10 @@ def _work_statements(d: Dialect) -> dict[str, object]:
             f"SELECT SiteID, Year, Month, COUNT(*) FROM {WORK_KEYS} GROUP BY SiteID, Year, Month"
         ),
         "unmark_stale_work": d.delete_joined("StaleSummaryKeys", "t", WORK_KEYS + " k",
-                                             keys.on("t", "Infrastructure", "Year", "Month")),
+                                             keys.on("t")),
         "mark_stale_work": (
             f"INSERT INTO StaleSummaryKeys ({key_columns}) SELECT {keys.of('h')} FROM {WORK_KEYS} k"
-            f" {join} HybridSuperSummaries h ON {keys.on('h', 'Infrastructure', 'Year', 'Month')}"
+            f" {join} HybridSuperSummaries h ON {keys.on('h')}"
             f" WHERE {keys.no_source('h')}"
         ),
         "delete_pending_of_chunk": d.delete_joined(
@@ -345,12 +313,12 @@ def _delta_statements(d: Dialect) -> dict[str, Optional[str]]:
         f"SELECT {keys.of('p')} FROM {WORK_PENDING} p"
         f" WHERE p.NumberOfJobs IS NOT NULL AND ({keys.has_summary('p')} OR {keys.has_normalised('p')}"
         f" OR EXISTS (SELECT 1 FROM StaleSummaryKeys t WHERE"
-        f" {keys.on('t', 'Infrastructure', 'Year', 'Month', k='p')}))",
+        f" {keys.on('t', k='p')}))",
     )
     all_deltas = f" FROM {WORK_PENDING} p WHERE p.NumberOfJobs IS NOT NULL"
     deltas = (
         f"{all_deltas} AND NOT EXISTS (SELECT 1 FROM {WORK_KEYS} k WHERE"
-        f" {keys.on('p', 'Infrastructure', 'Year', 'Month')})"
+        f" {keys.on('p')})"
     )
     delta_group = (
         " GROUP BY p.SiteID, p.Year, p.Month, p.VOID, p.GlobalUserNameID, p.VOGroupID, p.VORoleID,"
@@ -409,7 +377,7 @@ class CloudStatements:
 
 
 def cloud_statements(d: Dialect) -> CloudStatements:
-    """SummariseVMs per site-month (§8.2) and the stale-summary clean-up (§8.3).
+    """SummariseVMs per site-month and the stale-summary clean-up.
 
     For each record ``c`` the previous record ``p`` of the same VM is the one with the
     greatest MeasurementTime strictly earlier, month-0 records excluded; Wall, Cpu and
@@ -456,7 +424,8 @@ def cloud_statements(d: Dialect) -> CloudStatements:
             f" WHERE MeasurementYear > {m} OR (MeasurementYear = {m} AND MeasurementMonth >= {m})"
             " GROUP BY SiteID, MeasurementYear, MeasurementMonth"
         ),
-        # (Year, Month) compared as a pair: Jan 2026 is after Dec 2025 (server.md §11 g)
+        # (Year, Month) compared as a pair: Jan 2026 is after Dec 2025 (the old server
+        # compared them separately, which missed months across a year boundary)
         delete_stale=(
             f"DELETE FROM CloudSummaries WHERE (Year > {m} OR (Year = {m} AND Month >= {m}))"
             f" AND UpdateTime < {m}"
