@@ -22,14 +22,13 @@ from apel.db.settings import read_db_settings
 from apel.services.loader import Loader, LoaderSettings
 from apel.services.loader_pool import LoaderPool
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import NEW_DIR, NEW_FILE, ConfigFile
 from ssm.daemon import run_service
 from ssm.logs import setup_logging_or_console
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
 DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
-DB_OPTIONS = ("hostname", "port", "name", "username", "password")
 MAX_WORKERS = 64
 
 log = logging.getLogger("apel.loader")
@@ -58,25 +57,16 @@ def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
     """``[loader]`` of loader.cfg: the service settings and the pidfile path."""
     section = "loader"
     settings = LoaderSettings(
-        msgpath=config.get(section, "msgpath", "/var/spool/apel"),
-        interval=config.getfloat(section, "interval", 5.0),
+        msgpath=config.getpath(section, "msgpath", "/var/spool/apel", kind=NEW_DIR),
+        interval=config.getfloat(section, "interval", 5.0, minimum=0, maximum=3600, unit="seconds"),
         save_messages=config.getbool(section, "save_messages", False),
-        lock_timeout=config.getfloat(section, "lock_timeout", 60.0),
-        backoff_max=config.getfloat(section, "backoff_max", 60.0),
-        workers=config.getint(section, "workers", 1),
+        lock_timeout=config.getfloat(section, "lock_timeout", 60.0, minimum=1, maximum=86400,
+                                     unit="seconds"),
+        backoff_max=config.getfloat(section, "backoff_max", 60.0, minimum=1, maximum=3600, unit="seconds"),
+        workers=config.getint(section, "workers", 1, minimum=1, maximum=MAX_WORKERS),
     )
-    if settings.interval < 0:
-        raise config.error(section, "interval", "must not be negative")
-    if settings.lock_timeout < 1:
-        raise config.error(section, "lock_timeout", "must be at least 1 second")
-    if settings.backoff_max < 1:
-        raise config.error(section, "backoff_max", "must be at least 1 second")
-    if not 1 <= settings.workers <= MAX_WORKERS:
-        raise config.error(section, "workers", f"must be between 1 and {MAX_WORKERS}")
-    pidfile = config.get(section, "pidfile", "/var/run/apel/loader.pid")
+    pidfile = config.getpath(section, "pidfile", "/var/run/apel/loader.pid", kind=NEW_FILE)
     return settings, pidfile
-
-
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
@@ -114,8 +104,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
         try:
             loader = make_loader()
         except OSError as exc:
-            log.critical("Cannot open the queues under %s: %s", settings.msgpath, exc)
-            return 1
+            raise FatalError(f"cannot open the queues under {settings.msgpath}: {exc}") from None
         holder["loader"] = loader
         try:
             status = loader.run_once(stop) if args.once else loader.run_forever(stop)

@@ -12,7 +12,7 @@ import os
 
 from ssm import __version__
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import NEW_DIR, NEW_FILE, ConfigFile
 from ssm.logs import setup_logging
 
 PROG = "ssmreceive"
@@ -29,7 +29,7 @@ def _main() -> int:
                         help="do not detach (for systemd Type=simple and for debugging)")
     args = parser.parse_args()
     config = ConfigFile(args.config)
-    pidfile = os.path.abspath(config.get("daemon", "pidfile"))
+    pidfile = config.getpath("daemon", "pidfile", kind=NEW_FILE)
     setup_logging(config)
     log = logging.getLogger(PROG)
     warn_deprecated(args)
@@ -49,7 +49,7 @@ def _main() -> int:
         allowed = AllowedDNs(os.path.abspath(args.dn_file))
     except DNFileError as exc:
         raise FatalError(f"Failed to initialise SSM: {exc}") from None
-    base = os.path.abspath(config.get("messaging", "path"))
+    base = config.getpath("messaging", "path", kind=NEW_DIR)
     try:
         incoming = open_incoming(base)
         reject = open_reject(base)
@@ -64,7 +64,8 @@ def _main() -> int:
         heartbeats=common.heartbeats,
         connect_timeout=common.connect_timeout,
         subscribe_all=config.getbool("receiver", "subscribe_all", default=False),
-        dn_refresh=config.getfloat("receiver", "dn_refresh", default=600.0),
+        dn_refresh=config.getfloat("receiver", "dn_refresh", default=600.0, minimum=1, maximum=86400,
+                                   unit="seconds"),
         batch_size=config.getint("receiver", "batch_size", default=50, minimum=1, maximum=1000),
         prefetch=config.getint("receiver", "prefetch", default=50, minimum=1, maximum=10000),
     )
