@@ -227,3 +227,45 @@ def test_urls_need_a_scheme_and_a_host_and_hosts_must_be_names(tmp_path):
     for option in ("slash", "hyphen"):
         with pytest.raises(ConfigError, match=rf"\[u\] {option}: .* is not a host name or IP address"):
             config.gethost("u", option)
+
+
+# A program whose failure happens after logging went to the console (stdout).
+FAILING_PROGRAM = textwrap.dedent(
+    """
+    import os
+    from ssm.cli import FatalError, make_parser, run
+    from ssm.config import ConfigFile
+    from ssm.logs import setup_logging
+
+    def main():
+        args = make_parser("demo", "demo", "demo 1", "/etc/apel/demo.cfg").parse_args()
+        setup_logging(ConfigFile(args.config))
+        if os.environ["DEMO_FAILURE"] == "bug":
+            {}["no such key"]
+        raise FatalError("the broker said no\\nreally")
+
+    run(main, "demo")
+    """
+)
+
+
+@pytest.mark.parametrize("failure", ["fatal", "bug"])
+def test_a_failure_is_one_line_on_stderr_also_when_logging_to_the_console(tmp_path, failure):
+    log = tmp_path / "demo.log"
+    path = write(tmp_path, f"""
+        [logging]
+        logfile = {log}
+        level = INFO
+        console = true
+        """)
+    result = subprocess.run([sys.executable, "-c", FAILING_PROGRAM, "-c", path], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "DEMO_FAILURE": failure})
+    assert result.returncode == 1
+    expected = "demo: the broker said no really" if failure == "fatal" else \
+        "demo: internal error: KeyError: 'no such key'"
+    assert result.stderr.splitlines() == [expected]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "no such key" not in result.stdout and "broker said" not in result.stdout  # shown once
+    logged = log.read_text()
+    assert ("Traceback" in logged) == (failure == "bug")
+    assert ("said no" in logged) == (failure == "fatal")
