@@ -508,13 +508,11 @@ FAILURES = {
 def test_failed_fetch_keeps_the_old_file(gocdb, tmp_path, how):
     options = _break_page_two(gocdb, how)
     before = existing_file(tmp_path, dns_of(9))
-    started = time.monotonic()
     result = run_apelauth(write_config(tmp_path, gocdb.url, **options))
-    line = assert_one_line_failure(result, "DN file not updated: GOCDB", FAILURES[how], "keeping")
+    # "slow" and "trickle": the 1 s timeout fired (without it the page would have
+    # arrived after 4 s, or been cut short at 400 bytes: another error).
+    assert_one_line_failure(result, "DN file not updated: GOCDB", FAILURES[how], "keeping")
     assert_kept(tmp_path, before)
-    if how in ("slow", "trickle"):
-        # the 1 s timeout, not the server's 4 s delay or 10 s trickle
-        assert time.monotonic() - started < 4.0, line
 
 
 def test_server_down_keeps_the_old_file(tmp_path):
