@@ -124,17 +124,7 @@ class ConfigFile:
         Both bounds are required: an unbounded number in a config file is how a typo
         (an extra zero, a negative sign) turns into a crash or a hang far from its cause.
         """
-        allowed = _allowed(minimum, maximum, unit)
-        raw = self._raw(section, option, default)
-        if raw is None:
-            return default  # type: ignore[return-value]
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self.error(section, option, f"{raw!r} is not an integer; {allowed}") from None
-        if not minimum <= value <= maximum:
-            raise self.error(section, option, f"{raw!r} is out of range; {allowed}")
-        return value
+        return self._ranged(section, option, default, int, "an integer", (minimum, maximum), unit)
 
     def getfloat(
         self,
@@ -146,19 +136,31 @@ class ConfigFile:
         maximum: float,
         unit: str = "",
     ) -> float:
-        """A finite number within ``[minimum, maximum]``: nan, inf and overflowing
-        values such as 1e400 are refused like any other out-of-range value."""
-        allowed = _allowed(minimum, maximum, unit)
+        """A finite number within ``[minimum, maximum]``: nan, inf and values that
+        overflow to inf (1e400) are refused, whatever the range."""
+        return self._ranged(section, option, default, float, "a number", (minimum, maximum), unit)
+
+    def _ranged(
+        self,
+        section: str,
+        option: str,
+        default: object,
+        parse: Callable[[str], T],
+        what: str,
+        bounds: tuple[float, float],
+        unit: str,
+    ) -> T:
+        allowed = _allowed(bounds[0], bounds[1], unit)
         raw = self._raw(section, option, default)
         if raw is None:
             return default  # type: ignore[return-value]
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise self.error(section, option, f"{raw!r} is not a number; {allowed}") from None
-        if not math.isfinite(value):
+            raise self.error(section, option, f"{raw!r} is not {what}; {allowed}") from None
+        if isinstance(value, float) and not math.isfinite(value):
             raise self.error(section, option, f"{raw!r} is not a finite number; {allowed}")
-        if not minimum <= value <= maximum:
+        if not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
             raise self.error(section, option, f"{raw!r} is out of range; {allowed}")
         return value
 

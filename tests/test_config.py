@@ -149,7 +149,7 @@ def test_logging_to_unwritable_place_is_config_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "nan", "inf", "-inf", "1e400", "-1", "99999999999999999999", "ten", "0x10"]
+    "raw", ["", "nan", "inf", "-inf", "1e400", "-1", "99999999999999999999", "9" * 400, "ten", "0x10"]
 )
 def test_numbers_must_be_finite_and_within_their_range(tmp_path, raw):
     config = ConfigFile(write(tmp_path, f"[a]\nn = {raw}\n"))
