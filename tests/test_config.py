@@ -34,8 +34,11 @@ PROGRAM = textwrap.dedent(
 
 
 def run_program(*args: str) -> subprocess.CompletedProcess:
+    # umask 022 as a login shell has it: dirq leaves the test process at 077 after a
+    # name collision in an in-process queue, and the log file mode checked below
+    # would then depend on which tests ran before.
     return subprocess.run(
-        [sys.executable, "-c", PROGRAM, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROGRAM, *args], capture_output=True, text=True, timeout=60, umask=0o022
     )
 
 
