@@ -20,10 +20,9 @@ from apel.auth.gocdb import (
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
     DEFAULT_TIMEOUT,
-    check_url,
 )
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import FILE_IN_DIR, MAYBE_FILE, ConfigFile
 from ssm.logs import setup_logging
 
 PROG = "apelauth"
@@ -34,26 +33,18 @@ DEFAULT_ALLOWED_DNS = "/etc/apel/dns"
 log = logging.getLogger(PROG)
 
 
-def _path(config: ConfigFile, option: str, default: Optional[str]) -> Optional[str]:
-    """A path option with environment variables expanded and normalised, as retrieve_dns did."""
+def _path(config: ConfigFile, option: str, default: Optional[str], kind: str) -> Optional[str]:
+    """A path option with environment variables expanded and normalised, as retrieve_dns did;
+    None when empty."""
     raw = config.get(SECTION, option, default)
     if not raw:
         return None
-    return os.path.abspath(os.path.normpath(os.path.expandvars(raw)))
+    return config.check_path(SECTION, option, os.path.normpath(os.path.expandvars(raw)), kind)
 
 
-def _fraction(config: ConfigFile, option: str, default: float) -> float:
-    value = config.getfloat(SECTION, option, default)
-    if not 0.0 <= value <= 1.0:
-        raise config.error(SECTION, option, f"{value:g} is not a fraction between 0 and 1")
-    return value
-
-
-def _positive(config: ConfigFile, option: str, default: float, allow_zero: bool = False) -> float:
-    value = config.getfloat(SECTION, option, default)
-    if value < 0 or (value == 0 and not allow_zero) or value != value:  # NaN fails too
-        raise config.error(SECTION, option, f"{value:g} must be {'0 or more' if allow_zero else 'above 0'}")
-    return value
+def _url(config: ConfigFile, option: str, default: Optional[str]) -> Optional[str]:
+    """An http(s) URL; ``default`` when absent (an empty value is refused, not defaulted)."""
+    return config.geturl(SECTION, option, default, schemes=("http", "https"))
 
 
 def read_settings(config: ConfigFile) -> AuthSettings:
@@ -61,25 +52,25 @@ def read_settings(config: ConfigFile) -> AuthSettings:
     if not config.has_section(SECTION):
         # Without it every default would apply, including writing /etc/apel/dns.
         raise config.error(SECTION, None, "missing section")
-    gocdb_url = config.get(SECTION, "gocdb_url", DEFAULT_GOCDB_URL) or DEFAULT_GOCDB_URL
-    try:
-        check_url(gocdb_url)
-    except ValueError as exc:
-        raise config.error(SECTION, "gocdb_url", str(exc)) from None
-    allowed = _path(config, "allowed-dns", DEFAULT_ALLOWED_DNS)
+    allowed = _path(config, "allowed-dns", DEFAULT_ALLOWED_DNS, FILE_IN_DIR)
     if allowed is None:
         raise config.error(SECTION, "allowed-dns", "must name the DN file to write")
+    proxy = _url(config, "proxy", None) if config.get(SECTION, "proxy", "") else None  # empty: none
     return AuthSettings(
         allowed_dns=allowed,
-        gocdb_url=gocdb_url,
-        extra_dns=_path(config, "extra-dns", None),
-        banned_dns=_path(config, "banned-dns", None),
-        proxy=config.get(SECTION, "proxy", "") or None,
-        expire_hours=_positive(config, "expire_hours", 0.0, allow_zero=True),
-        max_shrink=_fraction(config, "max_shrink", DEFAULT_MAX_SHRINK),
-        timeout=_positive(config, "timeout", DEFAULT_TIMEOUT),
-        max_pages=config.getint(SECTION, "max_pages", DEFAULT_MAX_PAGES, minimum=1),
-        max_page_bytes=config.getint(SECTION, "max_page_bytes", DEFAULT_MAX_PAGE_BYTES, minimum=1024),
+        gocdb_url=_url(config, "gocdb_url", DEFAULT_GOCDB_URL),
+        extra_dns=_path(config, "extra-dns", None, MAYBE_FILE),
+        banned_dns=_path(config, "banned-dns", None, MAYBE_FILE),
+        proxy=proxy,
+        expire_hours=config.getfloat(SECTION, "expire_hours", 0.0, minimum=0, maximum=87600,
+                                     unit="hours (0: never keep a stale file)"),
+        max_shrink=config.getfloat(SECTION, "max_shrink", DEFAULT_MAX_SHRINK, minimum=0, maximum=1,
+                                   unit="(a fraction of the current list)"),
+        timeout=config.getfloat(SECTION, "timeout", DEFAULT_TIMEOUT, minimum=1, maximum=3600,
+                                unit="seconds"),
+        max_pages=config.getint(SECTION, "max_pages", DEFAULT_MAX_PAGES, minimum=1, maximum=100_000),
+        max_page_bytes=config.getint(SECTION, "max_page_bytes", DEFAULT_MAX_PAGE_BYTES, minimum=1024,
+                                     maximum=1 << 30, unit="bytes"),
     )
 
 

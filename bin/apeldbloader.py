@@ -7,35 +7,35 @@ Arguments and configuration only; the work is in ``apel.services.loader``.
 ``--once`` processes what is queued and exits: 0 when every message was loaded,
 2 when the queue was emptied but some messages were rejected, 1 when the database
 stayed unreachable (the messages stay in incoming) or on a configuration error.
+
+Stop signals are caught before anything else (see ``ssm.signals``), so this module
+imports nothing else at the top: the database and queue modules take a tenth of a
+second to load, during which a SIGTERM would otherwise kill the loader unclean.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import apel
-from apel.db.settings import read_db_settings
-from apel.services.loader import Loader, LoaderSettings
-from apel.services.loader_pool import LoaderPool
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
-from ssm.daemon import run_service
-from ssm.logs import setup_logging_or_console
+from ssm.signals import catch_signals
+
+if TYPE_CHECKING:
+    import argparse
+    import threading
+
+    from apel.services.loader import LoaderSettings
+    from ssm.config import ConfigFile
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
 DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
-DB_OPTIONS = ("hostname", "port", "name", "username", "password")
 MAX_WORKERS = 64
 
-log = logging.getLogger("apel.loader")
 
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    import apel
+    from ssm.cli import make_parser
 
-def parse_args(argv: Optional[list[str]] = None):
     parser = make_parser(
         PROG,
         "Load accounting messages from the incoming queue into the database.",
@@ -56,48 +56,44 @@ def parse_args(argv: Optional[list[str]] = None):
 
 def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
     """``[loader]`` of loader.cfg: the service settings and the pidfile path."""
+    from apel.services.loader import LoaderSettings
+    from ssm.config import NEW_DIR, NEW_FILE
+
     section = "loader"
     settings = LoaderSettings(
-        msgpath=config.get(section, "msgpath", "/var/spool/apel"),
-        interval=config.getfloat(section, "interval", 5.0),
+        msgpath=config.getpath(section, "msgpath", "/var/spool/apel", kind=NEW_DIR),
+        interval=config.getfloat(section, "interval", 5.0, minimum=0, maximum=3600, unit="seconds"),
         save_messages=config.getbool(section, "save_messages", False),
-        lock_timeout=config.getfloat(section, "lock_timeout", 60.0),
-        backoff_max=config.getfloat(section, "backoff_max", 60.0),
-        workers=config.getint(section, "workers", 1),
+        lock_timeout=config.getfloat(section, "lock_timeout", 60.0, minimum=1, maximum=86400,
+                                     unit="seconds"),
+        backoff_max=config.getfloat(section, "backoff_max", 60.0, minimum=1, maximum=3600, unit="seconds"),
+        workers=config.getint(section, "workers", 1, minimum=1, maximum=MAX_WORKERS),
     )
-    if settings.interval < 0:
-        raise config.error(section, "interval", "must not be negative")
-    if settings.lock_timeout < 1:
-        raise config.error(section, "lock_timeout", "must be at least 1 second")
-    if settings.backoff_max < 1:
-        raise config.error(section, "backoff_max", "must be at least 1 second")
-    if not 1 <= settings.workers <= MAX_WORKERS:
-        raise config.error(section, "workers", f"must be between 1 and {MAX_WORKERS}")
-    pidfile = config.get(section, "pidfile", "/var/run/apel/loader.pid")
+    pidfile = config.getpath(section, "pidfile", "/var/run/apel/loader.pid", kind=NEW_FILE)
     return settings, pidfile
 
 
+def _prepare_msgpath(msgpath: str) -> None:
+    import os
 
+    from ssm.cli import FatalError
 
-def _main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
-    loader_config = ConfigFile(args.config)
-    db_config = ConfigFile(args.db)
-    settings, pidfile = read_loader_settings(loader_config)
-    backend_class, db_settings = read_db_settings(db_config)
-    setup_logging_or_console(loader_config, sys.stdout)
-    warn_deprecated(args)
     try:
-        os.makedirs(settings.msgpath, mode=0o700, exist_ok=True)
+        os.makedirs(msgpath, mode=0o700, exist_ok=True)
     except OSError as exc:
-        raise FatalError(f"cannot create msgpath {settings.msgpath}: {exc.strerror}") from None
-    if not os.access(settings.msgpath, os.W_OK | os.X_OK):
-        raise FatalError(f"msgpath {settings.msgpath} is not writable")
+        raise FatalError(f"cannot create msgpath {msgpath}: {exc.strerror}") from None
+    if not os.access(msgpath, os.W_OK | os.X_OK):
+        raise FatalError(f"msgpath {msgpath} is not writable")
 
-    holder: dict = {}
 
-    def make_loader() -> Loader:
-        return Loader(settings, backend_class(db_settings))
+def _make_service(
+    settings: LoaderSettings, make_loader: Callable, once: bool, holder: dict
+) -> Callable[[threading.Event], int]:
+    """The loader (or pool of loaders) as ``run_service`` runs it."""
+    import os
+
+    from apel.services.loader_pool import LoaderPool
+    from ssm.cli import FatalError
 
     def service(stop: threading.Event) -> int:
         # Built here, after daemonising: the lock-keeper thread and the database
@@ -105,7 +101,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
         # private (0600/0700) in the foreground too, as in daemon mode.
         os.umask(0o077)
         if settings.workers > 1:
-            pool = LoaderPool(settings.workers, make_loader, args.once, stop, holder)
+            pool = LoaderPool(settings.workers, make_loader, once, stop, holder)
             holder["pool"] = pool
             status = pool.run()
             if pool.failure:
@@ -114,16 +110,42 @@ def _main(argv: Optional[list[str]] = None) -> int:
         try:
             loader = make_loader()
         except OSError as exc:
-            log.critical("Cannot open the queues under %s: %s", settings.msgpath, exc)
-            return 1
+            raise FatalError(f"cannot open the queues under {settings.msgpath}: {exc}") from None
         holder["loader"] = loader
         try:
-            status = loader.run_once(stop) if args.once else loader.run_forever(stop)
+            status = loader.run_once(stop) if once else loader.run_forever(stop)
         finally:
             loader.close()
         if loader.failure:
             raise FatalError(loader.failure)  # one line on stderr, exit 1
         return status
+
+    return service
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    import sys
+
+    from apel.db.settings import read_db_settings
+    from apel.services.loader import Loader
+    from ssm.cli import warn_deprecated
+    from ssm.config import ConfigFile
+    from ssm.daemon import run_service
+    from ssm.logs import setup_logging_or_console
+
+    args = parse_args(argv)
+    loader_config = ConfigFile(args.config)
+    db_config = ConfigFile(args.db)
+    settings, pidfile = read_loader_settings(loader_config)
+    backend_class, db_settings = read_db_settings(db_config)
+    setup_logging_or_console(loader_config, sys.stdout)
+    warn_deprecated(args)
+    _prepare_msgpath(settings.msgpath)
+
+    holder: dict = {}
+
+    def make_loader() -> Loader:
+        return Loader(settings, backend_class(db_settings))
 
     def on_reload() -> None:
         if "pool" in holder:
@@ -131,11 +153,15 @@ def _main(argv: Optional[list[str]] = None) -> int:
         elif "loader" in holder:
             holder["loader"].request_log_reopen()
 
+    service = _make_service(settings, make_loader, args.once, holder)
     return run_service(service, pidfile, foreground=args.foreground or args.once, on_reload=on_reload)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; stop signals are caught before anything is imported or read."""
+    catch_signals()
+    from ssm.cli import run
+
     run(_main, PROG)
 
 

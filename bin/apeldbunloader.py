@@ -22,6 +22,7 @@ from apel.db.settings import read_db_settings
 from apel.services.unloader import (
     INTERVALS,
     LATEST,
+    VIEWS,
     InvalidSettings,
     Unloader,
     UnloaderSettings,
@@ -29,7 +30,7 @@ from apel.services.unloader import (
     records_per_message,
 )
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import NEW_DIR, ConfigFile
 from ssm.logs import setup_logging_or_console
 
 PROG = "apeldbunloader"
@@ -71,8 +72,8 @@ def read_unloader_settings(config: ConfigFile) -> UnloaderSettings:
         raise config.error(SECTION, None, "missing section")
     getbool = config.getbool
     return UnloaderSettings(
-        dir_location=config.get(SECTION, "dir_location", "/var/spool/apel"),
-        table_name=config.get(SECTION, "table_name"),
+        dir_location=config.getpath(SECTION, "dir_location", "/var/spool/apel", kind=NEW_DIR),
+        table_name=config.getchoice(SECTION, "table_name", VIEWS),
         interval=config.getchoice(SECTION, "interval", INTERVALS, LATEST),
         gap_start=_date(config, "gap_start"),
         gap_end=_date(config, "gap_end"),

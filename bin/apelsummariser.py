@@ -21,7 +21,7 @@ from apel.db.backend import DatabaseUnavailable, StorageError
 from apel.db.settings import read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import NEW_FILE, ConfigFile
 from ssm.logs import setup_logging_or_console
 from ssm.pidfile import PidFile
 
@@ -55,20 +55,14 @@ def read_summariser_settings(
     """``[summariser]`` of summariser.cfg and ``[db] type``: the settings and the pidfile."""
     if not config.has_section(SECTION):
         raise config.error(SECTION, None, "missing section")
-    pidfile = config.get(SECTION, "pidfile", DEFAULT_PIDFILE)
-    if not pidfile:
-        raise config.error(SECTION, "pidfile", "must not be empty")
+    pidfile = config.getpath(SECTION, "pidfile", DEFAULT_PIDFILE, kind=NEW_FILE)
     kind = db_config.getchoice("db", "type", list(TYPES), "cpu").lower()
-    # As in the existing tool, the clean-up needs both options (§10 step 4).
-    window: Optional[int] = None
-    if config.has_option(SECTION, "delete_stale_summaries") and config.has_option(
-        SECTION, "stale_summary_window_days"
-    ):
-        if config.getbool(SECTION, "delete_stale_summaries"):
-            window = config.getint(SECTION, "stale_summary_window_days", minimum=0)
-    progress = config.getfloat(SECTION, "progress_interval", 30.0)
-    if progress <= 0:
-        raise config.error(SECTION, "progress_interval", "must be positive")
+    # As in the existing tool, the clean-up needs both options; each is checked when present.
+    delete = config.getbool(SECTION, "delete_stale_summaries", False)
+    days = config.getint(SECTION, "stale_summary_window_days", None, minimum=0, maximum=3650, unit="days")
+    window = days if delete else None
+    progress = config.getfloat(SECTION, "progress_interval", 30.0, minimum=1, maximum=86400,
+                               unit="seconds")
     settings = SummariserSettings(kind=kind, full=full, stale_window_days=window, progress_interval=progress)
     return settings, pidfile
 

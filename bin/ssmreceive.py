@@ -2,60 +2,43 @@
 
 Everything that can be checked is checked before the pidfile is taken and before
 detaching, so a configuration or certificate problem ends in the terminal (or the
-journal) with one line and exit 1.
+journal) with one line and exit 1. Stop signals are caught before anything else
+(see ``ssm.signals``), so this module imports nothing else at the top.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+from typing import TYPE_CHECKING
 
-from ssm import __version__
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
-from ssm.logs import setup_logging
+from ssm.signals import catch_signals
+
+if TYPE_CHECKING:
+    from ssm.config import ConfigFile
+    from ssm.receiver import ReceiverOptions
+    from ssm.settings import CommonSettings
 
 PROG = "ssmreceive"
 DEFAULT_CONFIG = "/etc/apel/receiver.cfg"
 DEFAULT_DNS = "/etc/apel/dns"
 
 
-def _main() -> int:
+def _parse_args():
+    from ssm import __version__
+    from ssm.cli import make_parser
+
     parser = make_parser(PROG, "Receive SSM messages from message brokers into directory queues.",
                          f"SSM {__version__}", DEFAULT_CONFIG)
     parser.add_argument("-d", "--dn_file", default=DEFAULT_DNS,
                         help=f"file of allowed signer DNs (default {DEFAULT_DNS})")
     parser.add_argument("--foreground", action="store_true",
                         help="do not detach (for systemd Type=simple and for debugging)")
-    args = parser.parse_args()
-    config = ConfigFile(args.config)
-    pidfile = os.path.abspath(config.get("daemon", "pidfile"))
-    setup_logging(config)
-    log = logging.getLogger(PROG)
-    warn_deprecated(args)
-    os.umask(0o077)
+    return parser.parse_args()
 
-    from ssm.daemon import run_service
-    from ssm.dns import AllowedDNs, DNFileError
-    from ssm.queues import QueueIOError, open_incoming, open_reject
-    from ssm.receiver import Receiver, ReceiverOptions
-    from ssm.settings import check_host_certificate, read_common
 
-    common = read_common(config, "receiver")
-    log.info("Starting receiving SSM version %s.", __version__)
-    dn = check_host_certificate(common.certificate, common.key)
-    log.info("Messages will be decrypted using %s", dn)
-    try:
-        allowed = AllowedDNs(os.path.abspath(args.dn_file))
-    except DNFileError as exc:
-        raise FatalError(f"Failed to initialise SSM: {exc}") from None
-    base = os.path.abspath(config.get("messaging", "path"))
-    try:
-        incoming = open_incoming(base)
-        reject = open_reject(base)
-    except QueueIOError as exc:
-        raise FatalError(f"Failed to initialise SSM: {exc}") from None
-    options = ReceiverOptions(
+def _receiver_options(config: ConfigFile, common: CommonSettings) -> ReceiverOptions:
+    from ssm.receiver import ReceiverOptions
+
+    return ReceiverOptions(
         destination=common.destination,
         certificate=common.certificate,
         key=common.key,
@@ -64,15 +47,60 @@ def _main() -> int:
         heartbeats=common.heartbeats,
         connect_timeout=common.connect_timeout,
         subscribe_all=config.getbool("receiver", "subscribe_all", default=False),
-        dn_refresh=config.getfloat("receiver", "dn_refresh", default=600.0),
+        dn_refresh=config.getfloat("receiver", "dn_refresh", default=600.0, minimum=1, maximum=86400,
+                                   unit="seconds"),
         batch_size=config.getint("receiver", "batch_size", default=50, minimum=1, maximum=1000),
         prefetch=config.getint("receiver", "prefetch", default=50, minimum=1, maximum=10000),
     )
+
+
+def _main() -> int:
+    import logging
+    import os
+
+    from ssm import __version__
+    from ssm.cli import FatalError, warn_deprecated
+    from ssm.config import NEW_DIR, NEW_FILE, ConfigFile
+    from ssm.logs import setup_logging
+
+    args = _parse_args()
+    config = ConfigFile(args.config)
+    pidfile = config.getpath("daemon", "pidfile", kind=NEW_FILE)
+    setup_logging(config)
+    log = logging.getLogger(PROG)
+    warn_deprecated(args)
+    os.umask(0o077)
+
+    from ssm.daemon import run_service
+    from ssm.dns import AllowedDNs, DNFileError
+    from ssm.queues import QueueIOError, open_incoming, open_reject
+    from ssm.receiver import Receiver
+    from ssm.settings import check_host_certificate, read_common
+
+    common = read_common(config, "receiver")
+    options = _receiver_options(config, common)
+    base = config.getpath("messaging", "path", kind=NEW_DIR)
+    log.info("Starting receiving SSM version %s.", __version__)
+    dn = check_host_certificate(common.certificate, common.key)
+    log.info("Messages will be decrypted using %s", dn)
+    try:
+        allowed = AllowedDNs(os.path.abspath(args.dn_file))
+    except DNFileError as exc:
+        raise FatalError(f"Failed to initialise SSM: {exc}") from None
+    try:
+        incoming = open_incoming(base)
+        reject = open_reject(base)
+    except QueueIOError as exc:
+        raise FatalError(f"Failed to initialise SSM: {exc}") from None
     receiver = Receiver(common.brokers, common.tls, options, allowed, incoming, reject)
     return run_service(receiver.run, pidfile, args.foreground, on_reload=receiver.request_reload)
 
 
 def main() -> None:
+    """Console-script entry point; stop signals are caught before anything is imported or read."""
+    catch_signals()
+    from ssm.cli import run
+
     run(_main, PROG)
 
 

@@ -11,11 +11,12 @@ import os
 
 from ssm import __version__
 from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import ConfigFile
+from ssm.config import FILE, NEW_DIR, ConfigFile
 from ssm.logs import setup_logging
 
 PROG = "ssmsend"
 DEFAULT_CONFIG = "/etc/apel/sender.cfg"
+MAX_MESSAGE_SIZE = 1 << 30  # bytes; far beyond what any broker accepts in one frame
 
 
 def _main() -> int:
@@ -31,18 +32,16 @@ def _main() -> int:
     from ssm import crypto
     from ssm.queues import QueueIOError, open_outgoing
     from ssm.sender import Sender, SenderOptions
-    from ssm.settings import check_host_certificate, read_common
+    from ssm.settings import MAX_TIMEOUT, check_host_certificate, read_common
 
     common = read_common(config, "sender")
     log.info("Starting sending SSM version %s.", __version__)
     dn = check_host_certificate(common.certificate, common.key)
     log.info("Messages will be signed using %s", dn)
 
-    server_cert = config.get("certificates", "server_cert", default="") or None
-    if server_cert:
-        if not os.path.isfile(server_cert):
-            raise config.error("certificates", "server_cert", f"file not found: {server_cert}")
-        server_cert = os.path.abspath(server_cert)
+    server_cert = None
+    if config.get("certificates", "server_cert", default=""):  # empty: no encryption
+        server_cert = config.getpath("certificates", "server_cert", kind=FILE)
         if os.path.realpath(server_cert) == os.path.realpath(common.certificate):
             raise FatalError("server certificate is the same as host certificate in config file. "
                              "Do you really mean to encrypt messages with this certificate?")
@@ -73,17 +72,20 @@ def _main() -> int:
         key=common.key,
         server_cert=server_cert,
         window=config.getint("messaging", "send_window", default=20, minimum=1, maximum=1000),
-        receipt_timeout=config.getfloat("messaging", "receipt_timeout", default=30.0),
+        receipt_timeout=config.getfloat("messaging", "receipt_timeout", default=30.0, minimum=1,
+                                        maximum=MAX_TIMEOUT, unit="seconds"),
         max_message_size=config.getint("messaging", "max_message_size", default=10 * 1024 * 1024,
-                                       minimum=0),
-        reconnect_attempts=config.getint("broker", "reconnect_attempts", default=2, minimum=0),
+                                       minimum=0, maximum=MAX_MESSAGE_SIZE, unit="bytes (0: no limit)"),
+        reconnect_attempts=config.getint("broker", "reconnect_attempts", default=2, minimum=0, maximum=100),
         connect_timeout=common.connect_timeout,
         heartbeats=common.heartbeats,
         persistent=config.getbool("messaging", "persistent", default=True),
-        sign_workers=config.getint("messaging", "sign_workers", default=1, minimum=0, maximum=64),
+        sign_workers=config.getint("messaging", "sign_workers", default=1, minimum=0, maximum=64,
+                                   unit="(0: one per CPU)"),
     )
+    path = config.getpath("messaging", "path", kind=NEW_DIR)
     try:
-        queue = open_outgoing(config.get("messaging", "path"), path_type)
+        queue = open_outgoing(path, path_type)
     except QueueIOError as exc:
         raise FatalError(str(exc)) from None
     try:

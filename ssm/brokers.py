@@ -17,7 +17,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from ssm.cli import FatalError
-from ssm.config import ConfigFile
+from ssm.config import ConfigFile, host_problem
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ def parse_host_list(hosts: list[str], default_port: Optional[int]) -> list[Broke
                 raise ValueError(f"invalid port in broker host {item!r}")
         else:  # plain name, or an unbracketed IPv6 address
             host, port_text = item, None
+        problem = host_problem(host)
+        if problem:
+            raise ValueError(f"broker host {item!r}: {problem}")
         port = int(port_text) if port_text else default_port
         if port is None:
             raise ValueError(f"no port for broker host {item!r}")
@@ -159,6 +162,8 @@ def _first_text(entry: dict, attribute: str) -> str:
 def brokers_from_config(config: ConfigFile, use_ssl: bool) -> list[Broker]:
     """The broker list ``[broker]`` asks for: BDII when ``bdii`` and ``network`` are set."""
     bdii = config.get("broker", "bdii", default="")
+    if bdii:  # checked even without network: it is a URL or a mistake either way
+        bdii = config.geturl("broker", "bdii", schemes=("ldap", "ldaps"))
     network = config.get("broker", "network", default="")
     if bdii and network:
         log.info("Looking up brokers of network %s in BDII %s", network, bdii)

@@ -53,23 +53,37 @@ def warn_deprecated(args: argparse.Namespace) -> None:
 
 
 def run(main: Callable[[], int], prog: str) -> None:
-    """Run ``main`` and exit with its status; known failures become one line, exit 1."""
+    """Run ``main`` and exit with its status; every failure becomes one line on stderr, exit 1.
+
+    The line goes to stderr whatever the logging settings (cron mails it, a shell user
+    sees it) and to the log files; not to a console log handler as well, so it is shown
+    once. An exception nobody expected is a bug: its traceback goes to the log files,
+    never to the terminal.
+    """
     try:
         status = main()
     except (ConfigError, FatalError) as exc:
-        if logging.getLogger().handlers:  # logging is set up: record it in the log too
-            logging.getLogger(prog).critical("%s", exc)
-        if not _logs_to_console():
-            print(f"{prog}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(prog, str(exc))
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(1)
+        _fail(prog, "interrupted")
+    except Exception as exc:
+        _log_to_files(logging.ERROR, "Unexpected error", exc_info=True, prog=prog)
+        _fail(prog, f"internal error: {type(exc).__name__}: {exc}", logged=True)
     sys.exit(status or 0)
 
 
-def _logs_to_console() -> bool:
-    return any(
-        isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
-        for h in logging.getLogger().handlers
+def _fail(prog: str, line: str, logged: bool = False) -> None:
+    if not logged:
+        _log_to_files(logging.CRITICAL, line, prog=prog)
+    print(f"{prog}: {' '.join(line.split())}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _log_to_files(level: int, message: str, prog: str, exc_info: bool = False) -> None:
+    """Log ``message`` through the handlers that do not write to the terminal."""
+    record = logging.getLogger(prog).makeRecord(
+        prog, level, __file__, 0, "%s", (message,), sys.exc_info() if exc_info else None
     )
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr) and level >= handler.level:
+            handler.handle(record)

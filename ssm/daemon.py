@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Callable, Optional
 
 import daemon
 
+from ssm import signals
 from ssm.cli import FatalError
 from ssm.logs import log_handler_streams
 from ssm.pidfile import PidFile, read_pid
@@ -33,28 +33,17 @@ def run_service(
     foreground: bool,
     on_reload: Optional[Callable[[], None]] = None,
 ) -> int:
-    """Hold ``pidfile`` while ``service(stop)`` runs; return its exit status."""
-    stop = threading.Event()
+    """Hold ``pidfile`` while ``service(stop)`` runs; return its exit status.
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("Received %s: stopping after the current message", signal.Signals(signum).name)
-        stop.set()
-
-    def request_reload(_signum: int, _frame: object) -> None:
-        if on_reload is not None:
-            on_reload()
-
-    handlers = {signal.SIGTERM: request_stop, signal.SIGINT: request_stop}
-    if on_reload is not None:
-        handlers[signal.SIGHUP] = request_reload
-
+    A stop signal that arrived before (the program's ``main`` catches them from its
+    first line) makes this return 0 without starting the service, the pidfile removed.
+    """
+    stop = signals.catch_signals()  # a no-op for programs that already did
     lock = PidFile(pidfile)
     lock.acquire()
     try:
         if foreground:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-            return service(stop)
+            return _serve(service, stop, on_reload)
         launcher = os.getpid()
         child = os.fork()
         if child:
@@ -67,13 +56,31 @@ def run_service(
             working_directory="/",
             umask=0o077,
             files_preserve=log_handler_streams(),
-            signal_map=handlers,
+            signal_map=signals.handlers(),
         )
         with context:
             lock.rewrite()
-            return service(stop)
+            return _serve(service, stop, on_reload)
     finally:
         lock.release()
+
+
+def _serve(
+    service: Callable[[threading.Event], int],
+    stop: threading.Event,
+    on_reload: Optional[Callable[[], None]],
+) -> int:
+    if stop.is_set():
+        log.info("Received %s while starting: exiting", signals.stop_signal_name())
+        return 0
+    signals.on_reload(on_reload)
+    try:
+        status = service(stop)
+    finally:
+        signals.on_reload(None)
+    if stop.is_set():
+        log.info("Stopped on %s", signals.stop_signal_name())
+    return status
 
 
 def _wait_for_daemon(pidfile: str, launcher: int, child: int, timeout: float = 30.0) -> int:

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from ssm.config import ConfigFile
+from ssm.config import NEW_FILE, ConfigFile
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 LEVELS = {
@@ -40,6 +40,8 @@ def setup_logging(config: ConfigFile, section: str = "logging") -> logging.Logge
     Returns the root logger. A missing option or bad value raises ConfigError.
     """
     logfile = config.get(section, "logfile")
+    if logfile:  # empty: log to stdout only
+        logfile = config.check_path(section, "logfile", logfile, NEW_FILE)
     level_name = config.getchoice(section, "level", list(LEVELS), default="INFO").upper()
     console = config.getbool(section, "console", default=False)
     level = LEVELS[level_name]

@@ -14,12 +14,14 @@ from typing import Optional
 
 from ssm.brokers import Broker, brokers_from_config
 from ssm.cli import FatalError
-from ssm.config import ConfigFile
+from ssm.config import DIR, FILE, ConfigFile
 from ssm.stomp_link import TLSSettings
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("STOMP", "AMS")
+MAX_TIMEOUT = 3600.0  # seconds: waits longer than an hour are typos, not network conditions
+MAX_HEARTBEAT_MS = 3_600_000
 
 
 @dataclass
@@ -46,13 +48,6 @@ def resolve_protocol(config: ConfigFile, section: str) -> str:
     return protocol
 
 
-def _existing_file(config: ConfigFile, section: str, option: str) -> str:
-    path = config.get(section, option)
-    if not os.path.isfile(path):
-        raise config.error(section, option, f"file not found: {path}")
-    return os.path.abspath(path)
-
-
 def check_host_certificate(certificate: str, key: str) -> str:
     """The host certificate's DN after checking it matches its key and is not about to expire."""
     from ssm import crypto
@@ -75,28 +70,27 @@ def check_host_certificate(certificate: str, key: str) -> str:
 def read_common(config: ConfigFile, role: str) -> CommonSettings:
     """The options both programs share; ``role`` is ``sender`` or ``receiver``."""
     resolve_protocol(config, role)
-    certificate = _existing_file(config, "certificates", "certificate")
-    key = _existing_file(config, "certificates", "key")
-    capath = config.get("certificates", "capath")
-    if not os.path.isdir(capath):
-        raise config.error("certificates", "capath", f"not a directory: {capath}")
-    capath = os.path.abspath(capath)
+    certificate = config.getpath("certificates", "certificate", kind=FILE)
+    key = config.getpath("certificates", "key", kind=FILE)
+    capath = config.getpath("certificates", "capath", kind=DIR)
     use_ssl = config.getbool("broker", "use_ssl", default=True)
     tls = None
     if use_ssl:
         verify_broker = config.getbool("broker", "verify_broker_cert", default=True)
-        broker_capath = config.get("broker", "broker_capath", default=capath)
+        broker_capath = config.getpath("broker", "broker_capath", default=capath, kind=DIR)
         if not verify_broker:
             log.warning("verify_broker_cert is false: the broker's certificate is NOT checked.")
         tls = TLSSettings(certificate, key, broker_capath, verify_broker)
     else:
         log.warning("SSL connection not requested, your messages may be intercepted.")
+    connect_timeout = config.getfloat("broker", "connect_timeout", default=10.0,
+                                      minimum=1, maximum=MAX_TIMEOUT, unit="seconds")
+    heartbeat_ms = config.getint("broker", "heartbeat", default=5000, minimum=0, maximum=MAX_HEARTBEAT_MS,
+                                 unit="ms (0: off)")
     brokers = brokers_from_config(config, use_ssl)
     destination = config.get("messaging", "destination")
     if role == "sender" and not destination:
         raise config.error("messaging", "destination", "No destination queue is configured.")
-    connect_timeout = config.getfloat("broker", "connect_timeout", default=10.0)
-    heartbeat_ms = config.getint("broker", "heartbeat", default=5000, minimum=0)
     return CommonSettings(
         certificate=certificate, key=key, capath=capath, use_ssl=use_ssl, tls=tls,
         brokers=brokers, destination=destination, connect_timeout=connect_timeout,

@@ -170,7 +170,7 @@ def test_hostile_and_broken_messages_are_rejected_with_reasons(setup, pki, activ
     receiver = start_receiver(setup.receiver_cfg({"certificates": {"check_crls": "true"}}),
                               setup.dns, setup.spool)
     try:
-        time.sleep(1)
+        wait_log(setup.recv_log, "Subscribed to")
         publish(activemq.ssl_port, sender_id, _ca_file(pki), setup.destination, messages)
         rejects = {item["empaid"]: item for item in receiver.wait_for(8, which="reject")}
         incoming = receiver.wait_for(1)

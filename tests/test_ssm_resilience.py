@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import signal
 import subprocess
 import time
 
@@ -63,6 +64,15 @@ def _check_complete(items: list[dict], expected: dict[str, str]) -> None:
         assert bodies == {expected[empaid]}, f"{empaid}: copies differ"
 
 
+def _wait_for_progress(queue: DirqOutgoingQueue, sender: subprocess.Popen, below: int) -> None:
+    """Until the sender has sent enough that fewer than ``below`` messages are queued."""
+    deadline = time.monotonic() + 60
+    while queue.count() >= below:
+        assert sender.poll() is None, sender.communicate()
+        assert time.monotonic() < deadline, f"{queue.count()} messages still queued after 60 s"
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_9_receiver_during_1000_message_stream_loses_nothing(tmp_path, pki, own_broker, ids):
@@ -78,12 +88,13 @@ def test_kill_9_receiver_during_1000_message_stream_loses_nothing(tmp_path, pki,
                               text=True)
     kills = 0
     try:
-        pidfile = str(tmp_path / "r" / "ssmreceive.pid")
+        pidfile = receiver.pidfile()
         while kills < 4:
-            deadline = time.monotonic() + 20
-            while not os.path.exists(pidfile) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.3, 1.5))
+            # Killed at points of its progress, not after a time: once it has taken the
+            # pidfile and stored 1-120 more messages (mid-batch, with more on the way).
+            receiver.wait_ready()
+            receiver.wait_for(min(receiver.count() + rng.randint(1, 120), len(bodies)), timeout=120)
+            time.sleep(rng.uniform(0, 0.05))
             receiver.kill()  # SIGKILL: no cleanup, stale pidfile, unacked messages in flight
             kills += 1
             assert os.path.exists(pidfile)
@@ -119,10 +130,12 @@ def test_broker_restart_during_send_keeps_unsent_messages_for_the_next_run(tmp_p
     sender = subprocess.Popen([SSMSEND, "-c", send_cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.monotonic() + 60
-        while queue.count() > 950 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_for_progress(queue, sender, below=950)
+        # Frozen while the broker stops, so it cannot finish the queue first however
+        # fast it is: it resumes with messages left and a dead connection.
+        sender.send_signal(signal.SIGSTOP)
         own_broker.stop()
+        sender.send_signal(signal.SIGCONT)
         _out, err = sender.communicate(timeout=120)
     finally:
         if sender.poll() is None:
@@ -160,10 +173,10 @@ def test_sender_reconnects_within_the_run_when_the_broker_comes_back(tmp_path, p
     sender = subprocess.Popen([SSMSEND, "-c", send_cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.monotonic() + 60
-        while queue.count() > 750 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_for_progress(queue, sender, below=750)
+        sender.send_signal(signal.SIGSTOP)  # see test_broker_restart_during_send_keeps_unsent_...
         own_broker.restart()
+        sender.send_signal(signal.SIGCONT)
         _out, err = sender.communicate(timeout=150)
     finally:
         if sender.poll() is None:

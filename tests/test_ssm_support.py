@@ -6,6 +6,7 @@ cover argument parsing, config reading, logging and exit codes too.
 
 from __future__ import annotations
 
+import configparser
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
+from ssm.pidfile import read_pid
 from ssm.queues import DirqOutgoingQueue, open_incoming, open_reject, read_all
 
 BIN = os.path.dirname(sys.executable)
@@ -126,7 +128,27 @@ class ReceiverProcess:
         out, err = self.proc.communicate(timeout=5)
         return (out or "") + (err or "")
 
+    def count(self) -> int:
+        return open_incoming(self.base).count()
+
+    def pidfile(self) -> str:
+        parser = configparser.RawConfigParser()
+        parser.read(self.cfg, encoding="utf-8")
+        return parser.get("daemon", "pidfile")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the pidfile names this process (or it has ended).
+
+        The receiver catches SIGTERM before it takes the pidfile, so from then on a
+        stop is clean; a stale pidfile left by a killed predecessor does not count.
+        """
+        deadline = time.monotonic() + timeout
+        while read_pid(self.pidfile()) != self.proc.pid and self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"ssmreceive did not take its pidfile within {timeout} s"
+            time.sleep(0.02)
+
     def stop(self, timeout: float = 30) -> int:
+        self.wait_ready()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)

@@ -794,7 +794,7 @@ def test_withhold_dns_for_jobs_and_cloud(env):
     ({"table_name": "VCloudRecords", "dict_benchmark_type": "true"}, "dict_benchmark"),
     ({"table_name": "VCloudSummaries", "dict_benchmark_type": "true"}, "dict_benchmark"),
     ({"table_name": "VSummaries", "send_ur": "true"}, "send_ur"),
-    ({"table_name": "VJobRecords2"}, "Invalid table name"),
+    ({"table_name": "VJobRecords2"}, "[unloader] table_name: 'VJobRecords2' is not one of VJobRecords"),
     ({"table_name": None}, "table_name: missing option"),
     ({"table_name": "VJobRecords", "interval": "sometimes"}, "interval"),
     ({"table_name": "VJobRecords", "interval": "gap", "gap_start": "2024-01-01"}, "gap_end"),
