@@ -38,7 +38,7 @@ def _main() -> int:
     from ssm.daemon import run_service
     from ssm.dns import AllowedDNs, DNFileError
     from ssm.queues import QueueIOError, open_incoming, open_reject
-    from ssm.receiver import Receiver, ReceiverOptions
+    from ssm.receiver import DEFAULT_MAX_MESSAGE_SIZE, Receiver, ReceiverOptions
     from ssm.settings import check_host_certificate, read_common
 
     common = read_common(config, "receiver")
@@ -67,6 +67,8 @@ def _main() -> int:
         dn_refresh=config.getfloat("receiver", "dn_refresh", default=600.0),
         batch_size=config.getint("receiver", "batch_size", default=50, minimum=1, maximum=1000),
         prefetch=config.getint("receiver", "prefetch", default=50, minimum=1, maximum=10000),
+        max_message_size=config.getint("receiver", "max_message_size", default=DEFAULT_MAX_MESSAGE_SIZE,
+                                       minimum=1024),
     )
     receiver = Receiver(common.brokers, common.tls, options, allowed, incoming, reject)
     return run_service(receiver.run, pidfile, args.foreground, on_reload=receiver.request_reload)

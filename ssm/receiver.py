@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 
 NOT_AVAILABLE = "Not available."
 MAX_BACKOFF = 60.0
+# ActiveMQ's own limit on a STOMP body (MAX_DATA_LENGTH): by default whatever it delivers
+# is stored whole.
+DEFAULT_MAX_MESSAGE_SIZE = 100 * 1024 * 1024
+# What an oversized message keeps: its start, and its end, where a multipart/signed
+# message has its signature and so the signer's certificate.
+OVERSIZE_HEAD = 1024 * 1024
+OVERSIZE_TAIL = 64 * 1024
 
 
 @dataclass
@@ -54,6 +61,7 @@ class ReceiverOptions:
     dn_refresh: float = 600.0
     batch_size: int = 50
     prefetch: int = 50
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
 
 @dataclass
@@ -108,6 +116,8 @@ def handle_message(
             log.info("Received ping message.")
             return Decision("drop")
         raw = _as_bytes(body)
+        if len(raw) > options.max_message_size:
+            return _oversized(raw, empaid, options.max_message_size)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -129,6 +139,20 @@ def _as_bytes(body: object) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8", "surrogateescape")
     return bytes(body)  # type: ignore[arg-type]
+
+
+def _oversized(raw: bytes, empaid: str, limit: int) -> Decision:
+    """A reject holding only the start and the end of a message over ``limit`` bytes.
+
+    The reject queue must not take what the receiver refuses to take whole; what
+    is kept still shows what the message was and, for a signed one, who sent it.
+    """
+    head = min(OVERSIZE_HEAD, limit // 2)
+    tail = min(OVERSIZE_TAIL, limit - head)
+    kept = raw[:head] + raw[len(raw) - tail:]
+    return _reject(kept, NOT_AVAILABLE, empaid,
+                   f"Message is {len(raw)} bytes, over max_message_size {limit}: body keeps only "
+                   f"its first {head} and its last {tail} bytes")
 
 
 def _check(text: str, raw: bytes, empaid: str, options: ReceiverOptions, allowed: AllowedDNs) -> Decision:

@@ -23,6 +23,7 @@ import re
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Callable, Optional
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 CA_FILE_RE = re.compile(r"^[0-9a-f]{8}\.\d+$")
 DEFAULT_HEARTBEATS = (5000, 5000)
 UNAUTHORISED = "No user for client certificate: "
+READ_SLICE = 0.05  # seconds of continuous reading before pending writes get their turn
 
 
 class LinkError(Exception):
@@ -95,12 +97,38 @@ class _EOFAwareTransport(stomp.transport.Transport):
     the disconnection at once.
     """
 
+    # A long frame (a 50 MB message) takes longer to arrive than a heart-beat period.
+    # stomp.py counted only complete frames as signs of life, and its I/O thread read
+    # for as long as bytes kept coming, writing nothing meanwhile: so we dropped the
+    # connection as dead mid-frame, or the broker did, missing our heart-beats. Either
+    # way the message came back on the next connection, and the same happened again.
+    _reading_since: Optional[float] = None
+
     def receive(self):  # type: ignore[no-untyped-def]
-        data = super().receive()
-        if data == b"" and not self.blocking and self.running:  # None means "nothing yet"
+        if self._reading_since is not None and time.monotonic() - self._reading_since > READ_SLICE:
+            # Not read yet: stomp.py's read loop stops as if the socket were drained, and
+            # its I/O loop writes what is waiting (heart-beats, acks) before reading on.
+            self._reading_since = None
+            raise ssl.SSLWantReadError("pausing a long read to write")
+        try:
+            data = super().receive()
+        except ssl.SSLWantReadError:
+            self._reading_since = None
+            raise
+        if data:
+            if self._reading_since is None:
+                self._reading_since = time.monotonic()
+            self._alive()
+        elif data == b"" and not self.blocking and self.running:  # None means "nothing yet"
             log.debug("Broker closed the TLS connection")
             self.running = False
         return data
+
+    def _alive(self) -> None:
+        """Count any bytes from the broker as a heart-beat, as the STOMP spec allows."""
+        heartbeats = self.get_listener("protocol-listener")
+        if heartbeats is not None:
+            heartbeats.on_heartbeat()
 
     # For a TLS connection stomp.py hands every frame to its I/O thread through a
     # queue: a wake-up, a select and a write per frame. Corked, a thread's frames are

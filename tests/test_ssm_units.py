@@ -188,6 +188,17 @@ def test_handle_message_never_raises(headers, body, target, error, options, allo
         assert decision.fields["body"] == expected  # the reject keeps what arrived
 
 
+def test_handle_message_over_the_size_limit_keeps_its_start_and_end(signer, options, allowed):
+    options.max_message_size = 4096
+    signed = openssl_sign(signer, "x" * 6000).encode()
+    decision = handle_message({"empa-id": "big"}, signed, options, allowed)
+    assert decision.target == "reject"
+    assert decision.fields["error"] == (f"Message is {len(signed)} bytes, over max_message_size 4096: "
+                                        "body keeps only its first 2048 and its last 2048 bytes")
+    assert decision.fields["body"] == signed[:2048] + signed[-2048:]
+    assert handle_message({}, signed[:4096], options, allowed).fields["error"].startswith("Failed to verify")
+
+
 def test_reasons_cut_long_values_and_say_how_long_they_were():
     assert clip_values("signature part is 'application/x-pkcs7-signature'") == \
         "signature part is 'application/x-pkcs7-signature'"
