@@ -20,7 +20,7 @@ import os
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import BinaryIO, Callable, Optional
 
 from dirq.queue import Queue
 from dirq.QueueSimple import QueueSimple
@@ -64,6 +64,10 @@ class OutgoingQueue(abc.ABC):
         """The raw bytes of a locked message."""
 
     @abc.abstractmethod
+    def reader(self, name: str) -> BinaryIO:
+        """A locked message's file, to read a message too big to hold whole in pieces."""
+
+    @abc.abstractmethod
     def remove(self, name: str) -> None:
         """Delete a locked message (after the broker confirmed it)."""
 
@@ -102,6 +106,9 @@ class DirqOutgoingQueue(OutgoingQueue):
     def get(self, name: str) -> bytes:
         data = self._queue.get(name)
         return data if isinstance(data, bytes) else data.encode("utf-8")
+
+    def reader(self, name: str) -> BinaryIO:
+        return open(self._queue.get_path(name), "rb")  # noqa: SIM115 - the caller closes it
 
     def remove(self, name: str) -> None:
         self._queue.remove(name)
@@ -155,6 +162,9 @@ class DirectoryOutgoingQueue(OutgoingQueue):
     def get(self, name: str) -> bytes:
         with open(os.path.join(self.path, name), "rb") as handle:
             return handle.read()
+
+    def reader(self, name: str) -> BinaryIO:
+        return open(os.path.join(self.path, name), "rb")  # noqa: SIM115 - the caller closes it
 
     def remove(self, name: str) -> None:
         os.unlink(os.path.join(self.path, name))
