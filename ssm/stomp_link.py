@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import ssl
 import tempfile
 import threading
@@ -41,6 +42,9 @@ CA_FILE_RE = re.compile(r"^[0-9a-f]{8}\.\d+$")
 DEFAULT_HEARTBEATS = (5000, 5000)
 UNAUTHORISED = "No user for client certificate: "
 READ_SLICE = 0.05  # seconds of continuous reading before pending writes get their turn
+PROBE_WAIT = 2.0  # seconds to wait for a broker's alert after a TLS handshake that looked fine
+# OpenSSL verify codes meaning "issued by a CA we do not have": self-signed, unknown issuer.
+UNKNOWN_ISSUER_CODES = {2, 18, 19, 20, 21}
 
 
 class LinkError(Exception):
@@ -287,15 +291,61 @@ class StompLink:
             try:
                 conn.connect(wait=False)
             except (StompException, OSError, ssl.SSLError) as exc:
-                raise LinkError(f"Cannot connect to {self.broker}: {_describe(exc)}") from None
+                reason = self._tls_problem(bundle, timeout) or _describe(exc)
+                raise LinkError(f"Cannot connect to {self.broker}: {reason}") from None
             if not self._connected.wait(timeout) or self._lost.is_set():
-                reason = self._error or "timed out while waiting for the broker's CONNECTED frame"
+                reason = self._error or self._tls_problem(bundle, timeout) or \
+                    "timed out while waiting for the broker's CONNECTED frame"
                 self.close()
                 raise LinkError(f"Cannot connect to {self.broker}: {reason}")
         finally:
             if bundle:
                 os.unlink(bundle)
         log.info("Connected to broker %s (TLS %s)", self.broker, "on" if self.tls else "off")
+
+    def _tls_problem(self, bundle: Optional[str], timeout: float) -> Optional[str]:
+        """Why the TLS connection failed, if it did, found with one more handshake.
+
+        stomp.py only logs the TLS error and raises an empty exception, which left
+        "connection refused or closed" as the only explanation of a broker
+        certificate that does not verify, or of ours that the broker refuses.
+        """
+        if self.tls is None:
+            return None
+        try:
+            context = self._tls_context(bundle)
+            with socket.create_connection((self.broker.host, self.broker.port), timeout=timeout) as raw, \
+                    context.wrap_socket(raw, server_hostname=self.broker.host) as conn:
+                conn.settimeout(min(timeout, PROBE_WAIT))
+                conn.recv(1)  # a broker refusing our certificate says so after the TLS 1.3 handshake
+        except ssl.SSLCertVerificationError as exc:
+            return self._verify_failure(exc)
+        except ssl.SSLError as exc:
+            reason = (exc.reason or str(exc)).lower().replace("_", " ")
+            if "alert" in reason:  # sent by the broker
+                return f"the broker refused the TLS connection ({reason}; does it trust our CA?)"
+            return f"TLS error: {reason}"
+        except OSError as exc:  # a timeout here means the handshake worked: no TLS problem
+            return None if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        return None
+
+    def _tls_context(self, bundle: Optional[str]) -> ssl.SSLContext:
+        assert self.tls is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_cert_chain(self.tls.certificate, self.tls.key)
+        if bundle:
+            context.load_verify_locations(bundle)
+        if not self.tls.verify_broker:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _verify_failure(self, exc: ssl.SSLCertVerificationError) -> str:
+        why = exc.verify_message or exc.reason or str(exc)
+        if exc.verify_code in UNKNOWN_ISSUER_CODES:
+            assert self.tls is not None
+            why += f" (the CA that issued it is not in {self.tls.capath}; see broker_capath)"
+        return f"the broker's certificate failed verification: {why}"
 
     def send(self, destination: str, body: str, headers: dict[str, str]) -> None:
         if self._conn is None or not self.alive:

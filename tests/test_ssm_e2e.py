@@ -369,6 +369,8 @@ def test_broker_certificate_from_an_untrusted_ca_is_refused(setup, pki, tmp_path
     result = run_send(setup.sender_cfg({"broker": {"broker_capath": str(fake_capath)}}))
     assert result.returncode == 1
     assert "Attempts to start the SSM failed" in result.stderr and result.stderr.count("\n") == 1
+    assert ("the broker's certificate failed verification: self-signed certificate in certificate chain "
+            f"(the CA that issued it is not in {fake_capath}; see broker_capath)") in result.stderr
     assert DirqOutgoingQueue(setup.outgoing).count() == 1
 
 
