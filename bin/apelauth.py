@@ -16,6 +16,7 @@ import apel
 from apel.auth import AuthError, AuthSettings, refresh_dn_file
 from apel.auth.dnlist import DEFAULT_MAX_SHRINK
 from apel.auth.gocdb import (
+    DEFAULT_DEADLINE,
     DEFAULT_GOCDB_URL,
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
@@ -80,6 +81,7 @@ def read_settings(config: ConfigFile) -> AuthSettings:
         timeout=_positive(config, "timeout", DEFAULT_TIMEOUT),
         max_pages=config.getint(SECTION, "max_pages", DEFAULT_MAX_PAGES, minimum=1),
         max_page_bytes=config.getint(SECTION, "max_page_bytes", DEFAULT_MAX_PAGE_BYTES, minimum=1024),
+        deadline=_positive(config, "deadline", DEFAULT_DEADLINE),
     )
 
 
