@@ -16,6 +16,7 @@ import apel
 from apel.auth import AuthError, AuthSettings, refresh_dn_file
 from apel.auth.dnlist import DEFAULT_MAX_SHRINK
 from apel.auth.gocdb import (
+    DEFAULT_DEADLINE,
     DEFAULT_GOCDB_URL,
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
@@ -71,6 +72,8 @@ def read_settings(config: ConfigFile) -> AuthSettings:
         max_pages=config.getint(SECTION, "max_pages", DEFAULT_MAX_PAGES, minimum=1, maximum=100_000),
         max_page_bytes=config.getint(SECTION, "max_page_bytes", DEFAULT_MAX_PAGE_BYTES, minimum=1024,
                                      maximum=1 << 30, unit="bytes"),
+        deadline=config.getfloat(SECTION, "deadline", DEFAULT_DEADLINE, minimum=1, maximum=86400,
+                                 unit="seconds for the whole run"),
     )
 
 

@@ -36,7 +36,7 @@ def _parse_args():
 
 
 def _receiver_options(config: ConfigFile, common: CommonSettings) -> ReceiverOptions:
-    from ssm.receiver import ReceiverOptions
+    from ssm.receiver import DEFAULT_MAX_MESSAGE_SIZE, ReceiverOptions
 
     return ReceiverOptions(
         destination=common.destination,
@@ -51,6 +51,8 @@ def _receiver_options(config: ConfigFile, common: CommonSettings) -> ReceiverOpt
                                    unit="seconds"),
         batch_size=config.getint("receiver", "batch_size", default=50, minimum=1, maximum=1000),
         prefetch=config.getint("receiver", "prefetch", default=50, minimum=1, maximum=10000),
+        max_message_size=config.getint("receiver", "max_message_size", default=DEFAULT_MAX_MESSAGE_SIZE,
+                                       minimum=1024, maximum=1 << 31, unit="bytes"),
     )
 
 

@@ -20,7 +20,7 @@ import os
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import BinaryIO, Callable, Optional
 
 from dirq.queue import Queue
 from dirq.QueueSimple import QueueSimple
@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 QUEUE_UMASK = 0o077
 
 INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
-REJECT_SCHEMA = {"body": "string", "signer": "string?", "empaid": "string?", "error": "string"}
+# A rejected body is kept as the bytes that arrived (binary): it may not be UTF-8, and
+# an operator must be able to inspect it and load it again exactly as it was sent.
+# Valid UTF-8 is the same file either way, so readers using "string" still read those.
+REJECT_SCHEMA = {"body": "binary", "signer": "string?", "empaid": "string?", "error": "string"}
 
 PATH_TYPES = ("dirq", "directory")
 
@@ -59,6 +62,10 @@ class OutgoingQueue(abc.ABC):
     @abc.abstractmethod
     def get(self, name: str) -> bytes:
         """The raw bytes of a locked message."""
+
+    @abc.abstractmethod
+    def reader(self, name: str) -> BinaryIO:
+        """A locked message's file, to read a message too big to hold whole in pieces."""
 
     @abc.abstractmethod
     def remove(self, name: str) -> None:
@@ -99,6 +106,9 @@ class DirqOutgoingQueue(OutgoingQueue):
     def get(self, name: str) -> bytes:
         data = self._queue.get(name)
         return data if isinstance(data, bytes) else data.encode("utf-8")
+
+    def reader(self, name: str) -> BinaryIO:
+        return open(self._queue.get_path(name), "rb")  # noqa: SIM115 - the caller closes it
 
     def remove(self, name: str) -> None:
         self._queue.remove(name)
@@ -152,6 +162,9 @@ class DirectoryOutgoingQueue(OutgoingQueue):
     def get(self, name: str) -> bytes:
         with open(os.path.join(self.path, name), "rb") as handle:
             return handle.read()
+
+    def reader(self, name: str) -> BinaryIO:
+        return open(os.path.join(self.path, name), "rb")  # noqa: SIM115 - the caller closes it
 
     def remove(self, name: str) -> None:
         os.unlink(os.path.join(self.path, name))
@@ -264,11 +277,12 @@ class DurableQueue:
         finally:
             os.umask(old)
         self.fields = list(schema)
+        self._binary = {name for name, kind in schema.items() if kind.startswith("binary")}
 
-    def add(self, data: dict[str, str]) -> str:
+    def add(self, data: dict[str, str | bytes]) -> str:
         return self.add_many([data])[0]
 
-    def add_many(self, items: list[dict[str, str]]) -> list[str]:
+    def add_many(self, items: list[dict[str, str | bytes]]) -> list[str]:
         """Write ``items``, fsync every file and directory involved, return the names.
 
         Raises QueueIOError (nothing is reported written) on any failure; elements
@@ -278,7 +292,7 @@ class DurableQueue:
         try:
             if _syncfs is not None:  # opened before writing: syncfs reports write-back errors since
                 fd = os.open(self.path, os.O_RDONLY)
-            names = [self._queue.add(data) for data in items]
+            names = [self._queue.add(self._encoded(data)) for data in items]
             if fd is not None:
                 self._sync_filesystem(fd)
             else:
@@ -290,6 +304,11 @@ class DurableQueue:
                 os.close(fd)
         return names
 
+    def _encoded(self, data: dict[str, str | bytes]) -> dict[str, str | bytes]:
+        """Text given for a binary field, as its UTF-8 bytes (dirq writes binary fields raw)."""
+        return {key: value.encode("utf-8") if key in self._binary and isinstance(value, str) else value
+                for key, value in data.items()}
+
     @staticmethod
     def _sync_filesystem(fd: int) -> None:
         assert _syncfs is not None
@@ -297,7 +316,7 @@ class DurableQueue:
             error = ctypes.get_errno()
             raise OSError(error, f"syncfs: {os.strerror(error)}")
 
-    def _fsync_elements(self, items: list[dict[str, str]], names: list[str]) -> None:
+    def _fsync_elements(self, items: list[dict[str, str | bytes]], names: list[str]) -> None:
         files, elements, buckets = [], [], set()
         for data, name in zip(items, names):
             element = os.path.join(self.path, name)
@@ -310,15 +329,16 @@ class DurableQueue:
     def names(self) -> list[str]:
         return list(self._queue)
 
-    def read(self, name: str) -> dict[str, str]:
-        """An element's fields (for tests and tools), without locking it."""
+    def read(self, name: str) -> dict[str, str | bytes]:
+        """An element's fields (for tests and tools), without locking it; binary ones as bytes."""
         element = os.path.join(self.path, name)
-        result = {}
+        result: dict[str, str | bytes] = {}
         for field in self.fields:
             path = os.path.join(element, field)
             if os.path.exists(path):
-                with open(path, encoding="utf-8") as handle:
-                    result[field] = handle.read()
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                result[field] = data if field in self._binary else data.decode("utf-8")
         return result
 
     def count(self) -> int:
@@ -333,11 +353,11 @@ def open_reject(base: str) -> DurableQueue:
     return DurableQueue(os.path.join(base, "reject"), REJECT_SCHEMA)
 
 
-def read_all(queue: DurableQueue) -> list[dict[str, str]]:
+def read_all(queue: DurableQueue) -> list[dict[str, str | bytes]]:
     """Every element of ``queue`` with its name under ``"name"`` (tests and tools)."""
     items = []
     for name in queue.names():
-        item: dict[str, Optional[str]] = dict(queue.read(name))
+        item = dict(queue.read(name))
         item["name"] = name
-        items.append(item)  # type: ignore[arg-type]
+        items.append(item)
     return items

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 NOT_AVAILABLE = "Not available."
 MAX_BACKOFF = 60.0
+# ActiveMQ's own limit on a STOMP body (MAX_DATA_LENGTH): by default whatever it delivers
+# is stored whole.
+DEFAULT_MAX_MESSAGE_SIZE = 100 * 1024 * 1024
+# What an oversized message keeps: its start, and its end, where a multipart/signed
+# message has its signature and so the signer's certificate.
+OVERSIZE_HEAD = 1024 * 1024
+OVERSIZE_TAIL = 64 * 1024
 
 
 @dataclass
@@ -56,19 +64,48 @@ class ReceiverOptions:
     dn_refresh: float = 600.0
     batch_size: int = 50
     prefetch: int = 50
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
 
 @dataclass
 class Decision:
-    """Where a message goes: ``incoming``, ``reject`` or ``drop`` (ping), with its fields."""
+    """Where a message goes: ``incoming``, ``reject`` or ``drop`` (ping), with its fields.
+
+    A reject's ``body`` is bytes: the message exactly as it arrived, except where the
+    reason says the stored body is the decrypted or verified text instead.
+    """
 
     target: str
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str | bytes] = field(default_factory=dict)
 
 
 def normalise(text: str) -> str:
     """CRLF to LF and trailing whitespace removed, as the existing SSM stores bodies."""
     return text.replace("\r\n", "\n").rstrip()
+
+
+# A quoted value ('...' or "...", as repr writes it) or any other word (a run of
+# characters other than spaces and the parentheses reasons put around values).
+_VALUE = re.compile(r"""(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)|(?<!\w)"(?:[^"\\]|\\.)*"(?!\w)|[^\s()]+""")
+VALUE_CLIP = 80
+
+
+def clip_values(text: str, limit: int = VALUE_CLIP) -> str:
+    """``text`` with every quoted value or word longer than ``limit`` cut, saying its length.
+
+    Reasons quote parts of the message (a Content-Type, an encoding name): a hostile
+    sender must not be able to write kilobytes into the reason and the log.
+    """
+
+    def cut(match: re.Match) -> str:
+        value = match.group(0)
+        quote = value[0] if len(value) > 1 and value[0] in "'\"" and value[-1] == value[0] else ""
+        inner = value[1:-1] if quote else value
+        if len(inner) <= limit:
+            return value
+        return f"{quote}{inner[:limit]}\u2026{quote} ({len(inner)} characters)"
+
+    return _VALUE.sub(cut, text)
 
 
 def handle_message(
@@ -81,49 +118,80 @@ def handle_message(
     made over ``options.capath`` for this message alone.
     """
     empaid = str(headers.get("empa-id") or "noid")
-    raw_text = ""
+    raw = b""
     try:
         if empaid == "ping":
             log.info("Received ping message.")
             return Decision("drop")
-        if body is None:
-            body = b""
-        if isinstance(body, str):
-            raw_text = body
-        else:
-            try:
-                raw_text = bytes(body).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raw_text = bytes(body).decode("utf-8", "backslashreplace")
-                return _reject(raw_text, NOT_AVAILABLE, empaid, f"Message is not UTF-8 text: {exc.reason}")
-        if not raw_text.strip():
-            return _reject(raw_text, NOT_AVAILABLE, empaid, "Empty text passed to _handle_msg.")
-        from ssm import crypto
-
-        signed = raw_text
-        if crypto.is_encrypted(raw_text):
-            try:
-                signed = crypto.decrypt(raw_text, options.certificate, options.key)
-            except crypto.CryptoException as exc:
-                return _reject(raw_text, NOT_AVAILABLE, empaid, f"Failed to decrypt message: {exc}")
+        raw = _as_bytes(body)
+        if len(raw) > options.max_message_size:
+            return _oversized(raw, empaid, options.max_message_size)
         try:
-            if trust is None:
-                trust = crypto.TrustStore(options.capath, options.check_crls)
-            plaintext, signer = crypto.verify(signed, trust)
-        except crypto.CryptoException as exc:
-            # The decrypted, still signed text: it can be re-checked and reloaded later.
-            return _reject(signed, NOT_AVAILABLE, empaid, f"Failed to verify message: {exc}")
-        plaintext = normalise(plaintext)
-        if signer not in allowed:
-            log.warning("Signer not in valid DNs list: %s", signer)
-            return _reject(plaintext, signer, empaid, f"Signer not in valid DNs list: {signer}")
-        return Decision("incoming", {"body": plaintext, "signer": signer, "empaid": empaid})
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _reject(raw, NOT_AVAILABLE, empaid,
+                           f"Message is not UTF-8 text: {exc.reason} at byte {exc.start}")
+        if not text.strip():
+            return _reject(raw, NOT_AVAILABLE, empaid, "Empty text passed to _handle_msg.")
+        return _check(text, raw, empaid, options, allowed, trust)
     except Exception as exc:  # a bug or a library surprise must not lose the message
         log.exception("Unexpected error handling message %s", empaid)
-        return _reject(raw_text, NOT_AVAILABLE, empaid, f"Internal error while handling message: {exc!r}")
+        return _reject(raw, NOT_AVAILABLE, empaid,
+                       f"Internal error while handling message: {clip_values(repr(exc))}")
 
 
-def _reject(body: str, signer: str, empaid: str, error: str) -> Decision:
+def _as_bytes(body: object) -> bytes:
+    """The frame body as received (stomp.py gives bytes; str only from in-process callers)."""
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return bytes(body)  # type: ignore[arg-type]
+
+
+def _oversized(raw: bytes, empaid: str, limit: int) -> Decision:
+    """A reject holding only the start and the end of a message over ``limit`` bytes.
+
+    The reject queue must not take what the receiver refuses to take whole; what
+    is kept still shows what the message was and, for a signed one, who sent it.
+    """
+    head = min(OVERSIZE_HEAD, limit // 2)
+    tail = min(OVERSIZE_TAIL, limit - head)
+    kept = raw[:head] + raw[len(raw) - tail:]
+    return _reject(kept, NOT_AVAILABLE, empaid,
+                   f"Message is {len(raw)} bytes, over max_message_size {limit}: body keeps only "
+                   f"its first {head} and its last {tail} bytes")
+
+
+def _check(
+    text: str, raw: bytes, empaid: str, options: ReceiverOptions, allowed: AllowedDNs,
+    trust: Optional[TrustStore],
+) -> Decision:
+    """Decrypt if enveloped, verify, check the signer: the decision for a UTF-8 message."""
+    from ssm import crypto
+
+    signed, stored = text, raw
+    if crypto.is_encrypted(text):
+        try:
+            signed = crypto.decrypt(text, options.certificate, options.key)
+        except crypto.CryptoException as exc:
+            return _reject(raw, NOT_AVAILABLE, empaid, f"Failed to decrypt message: {clip_values(str(exc))}")
+        # The decrypted, still signed text: it can be re-checked and reloaded later.
+        stored = signed.encode("utf-8")
+    try:
+        if trust is None:
+            trust = crypto.TrustStore(options.capath, options.check_crls)
+        plaintext, signer = crypto.verify(signed, trust)
+    except crypto.CryptoException as exc:
+        return _reject(stored, NOT_AVAILABLE, empaid, f"Failed to verify message: {clip_values(str(exc))}")
+    plaintext = normalise(plaintext)
+    if signer not in allowed:
+        log.warning("Signer not in valid DNs list: %s", signer)
+        return _reject(plaintext.encode("utf-8"), signer, empaid, f"Signer not in valid DNs list: {signer}")
+    return Decision("incoming", {"body": plaintext, "signer": signer, "empaid": empaid})
+
+
+def _reject(body: bytes, signer: str, empaid: str, error: str) -> Decision:
     return Decision("reject", {"body": body, "signer": signer, "empaid": empaid, "error": error})
 
 

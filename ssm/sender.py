@@ -20,19 +20,21 @@ Compared with the existing SSM (spec §4, §12):
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
+import math
 import multiprocessing
 import os
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ssm.brokers import Broker
 from ssm.cli import FatalError
 from ssm.queues import OutgoingQueue
-from ssm.split import split_message
+from ssm.split import CannotSplit, iter_parts, split_message
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,17 @@ class SenderOptions:
 
 # Below this many messages, starting worker processes costs more than it saves.
 POOL_THRESHOLD = 100
+# A message over max_message_size is read in pieces of this size while it is split.
+READ_CHUNK = 1024 * 1024
+# Signed bodies held besides the message counts (send_window, twice that signed ahead):
+# at most this many characters in flight, and this many signed ahead (always at least
+# one message each). Small messages never reach them; with the parts of a split
+# 200 MB message (8 MB each) they keep ssmsend's peak near 230 MB instead of 340.
+FLIGHT_BYTES = 32 * 1024 * 1024
+AHEAD_BYTES = 32 * 1024 * 1024
+# Signed and encrypted, a text message is about 1.4 times as long (base64 in 64-character
+# lines around the signed text): split parts are cut smaller by that much to fit.
+ENCRYPTED_GROWTH = 1.45
 
 
 def sign_message(
@@ -119,20 +132,29 @@ class Sender:
         self._problems: list[str] = []
         self._locked_elsewhere = 0
         self._split_extra = 0  # messages added to the queue by splitting, beyond the originals
+        self._own_parts: set[str] = set()  # parts cut and locked by this run, not yet prepared
         self._link: Optional[StompLink] = None
         self._wake_after = 1  # receipts that wake the send loop (it refills half a window at once)
         self.sent = 0
 
     # -- preparation (a separate thread) -------------------------------------------------
 
-    def _read(self, name: str) -> Optional[str]:
-        """Lock and read one message; None (set aside or skipped) when it cannot be sent."""
-        if not self.queue.lock(name):
+    def _read(self, name: str) -> str | list[str] | None:
+        """Lock and read one message: its text, or the names of the parts that replaced it
+        (when it was too big to read whole), or None when it cannot be sent."""
+        if name in self._own_parts:
+            self._own_parts.discard(name)  # a part this run cut and locked
+        elif not self.queue.lock(name):
             log.warning("Message was locked. %s will not be sent.", name)
             self._locked_elsewhere += 1
             return None
         try:
-            raw = self.queue.get(name)
+            with self.queue.reader(name) as handle:
+                size = os.fstat(handle.fileno()).st_size
+                limit = self.options.max_message_size
+                if limit and size > limit:  # bigger still once signed: split it as it is read
+                    return self._split_stream(name, handle, size)
+                raw = handle.read()
         except OSError as exc:
             return self._set_aside(name, f"cannot be read: {exc}")
         try:
@@ -181,6 +203,50 @@ class Sender:
                               "and cannot be split at record boundaries to fit")
         return []
 
+    def _split_stream(self, name: str, handle: BinaryIO, size: int) -> list[str]:
+        """Replace a message over max_message_size by parts that should fit, reading it in pieces.
+
+        Each part is queued (and locked for this run) as soon as it is cut, and the
+        original removed once all are, so the message is never in memory whole (a
+        200 MB message made ssmsend use 2 GB) and the queue always holds every record
+        (a crash in between only duplicates records, which the server replaces by
+        key). The parts are then prepared like any message: one still too big once
+        signed is split again, in memory, by ``_split``.
+        """
+        limit = self.options.max_message_size
+        growth = ENCRYPTED_GROWTH if self.options.server_cert else 1.0
+        parts = math.ceil(size * growth * 5 / (limit * 4))  # aim each part at 80% of the limit
+        names: list[str] = []
+        try:
+            chunks = iter(lambda: handle.read(READ_CHUNK), b"")
+            for part in iter_parts(chunks, math.ceil(size / parts), limit):
+                names.append(self.queue.add(part))
+                self.queue.lock(names[-1])
+            self.queue.remove(name)
+        except (CannotSplit, OSError) as exc:
+            self._drop(names)
+            if isinstance(exc, OSError):
+                self._set_aside(name, f"is {size} bytes, over max_message_size {limit}, and could not be "
+                                      f"split into queued parts: {exc}")
+            else:
+                self._set_aside(name, f"is {size} bytes, over max_message_size {limit}, and cannot be split "
+                                      f"at record boundaries to fit: {exc}")
+            return []
+        with self._cv:
+            self._split_extra += len(names) - 1
+        self._own_parts.update(names)
+        log.info("Message %s (%d bytes, over max_message_size %d) split at record boundaries into %d "
+                 "messages: %s", name, size, limit, len(names), ", ".join(names))
+        return names
+
+    def _drop(self, names: list[str]) -> None:
+        """Remove parts queued before splitting failed: the original stays, whole."""
+        for part_name in names:
+            try:
+                self.queue.remove(part_name)
+            except OSError as exc:
+                log.warning("Cannot remove part %s of a message that could not be split: %s", part_name, exc)
+
     def _requeue(self, name: str, texts: list[str], bodies: list[str], size: int) -> list[_Prepared]:
         try:
             names = [self.queue.add(part) for part in texts]
@@ -226,17 +292,18 @@ class Sender:
                     body, problem = None, f"could not be signed: {exc!r}"
                 self._publish(self._finish(name, text, body, problem))
 
+        todo = collections.deque(names)
         try:
-            for name in names:
-                with self._cv:
-                    if len(self._ready) >= ahead:  # full: sleep until half of it has been sent
-                        while len(self._ready) > ahead // 2 and not self._stop_preparing:
-                            self._room.wait(0.5)
-                    if self._stop_preparing:
-                        break
+            while todo:
+                name = todo.popleft()
+                if not self._wait_for_room(ahead):
+                    break
                 try:
                     text = self._read(name)
                     if text is None:
+                        continue
+                    if isinstance(text, list):  # the parts replacing it come next
+                        todo.extendleft(reversed(text))
                         continue
                     if pool is None:
                         self._publish(self._finish(name, text, *sign_message(
@@ -253,9 +320,29 @@ class Sender:
             for name, _text, future in pending:  # only left after a stop request
                 future.cancel()
                 self._unlock(name)
+            for name in self._own_parts:  # parts cut but not prepared before a stop request
+                self._unlock(name)
+            self._own_parts.clear()
             with self._cv:
                 self._prepared_all = True
                 self._cv.notify_all()
+
+    def _wait_for_room(self, ahead: int) -> bool:
+        """When ``ahead`` messages or AHEAD_BYTES are signed and waiting, sleep until half of
+        them are sent; False when the run is stopping."""
+        with self._cv:
+            count, size = self._ready_size()
+            if count >= ahead or size >= AHEAD_BYTES:
+                while not self._stop_preparing:
+                    count, size = self._ready_size()
+                    if count <= ahead // 2 and size <= AHEAD_BYTES // 2:
+                        break
+                    self._room.wait(0.5)
+            return not self._stop_preparing
+
+    def _ready_size(self) -> tuple[int, int]:
+        """How many signed messages wait to be sent, and their characters (with ``_cv`` held)."""
+        return len(self._ready), sum(len(item.body) for item in self._ready)
 
     def _ahead(self) -> int:
         """How many signed messages to keep ready beyond those in flight."""
@@ -387,7 +474,10 @@ class Sender:
                     while self._receipts:
                         done_names.append(self._receipts.popleft())
                     room = options.window - len(in_flight) - len(to_send)
-                    while room > 0 and self._ready:
+                    flight = sum(len(item.body) for item in itertools.chain(in_flight.values(), to_send))
+                    while room > 0 and self._ready and (
+                            flight == 0 or flight + len(self._ready[0].body) <= FLIGHT_BYTES):
+                        flight += len(self._ready[0].body)
                         to_send.append(self._ready.popleft())
                         room -= 1
                     if len(self._ready) <= low_water:

@@ -20,9 +20,11 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Callable, Optional
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 CA_FILE_RE = re.compile(r"^[0-9a-f]{8}\.\d+$")
 DEFAULT_HEARTBEATS = (5000, 5000)
 UNAUTHORISED = "No user for client certificate: "
+READ_SLICE = 0.05  # seconds of continuous reading before pending writes get their turn
+PROBE_WAIT = 2.0  # seconds to wait for a broker's alert after a TLS handshake that looked fine
+# OpenSSL verify codes meaning "issued by a CA we do not have": self-signed, unknown issuer.
+UNKNOWN_ISSUER_CODES = {2, 18, 19, 20, 21}
 
 
 class LinkError(Exception):
@@ -95,12 +101,38 @@ class _EOFAwareTransport(stomp.transport.Transport):
     the disconnection at once.
     """
 
+    # A long frame (a 50 MB message) takes longer to arrive than a heart-beat period.
+    # stomp.py counted only complete frames as signs of life, and its I/O thread read
+    # for as long as bytes kept coming, writing nothing meanwhile: so we dropped the
+    # connection as dead mid-frame, or the broker did, missing our heart-beats. Either
+    # way the message came back on the next connection, and the same happened again.
+    _reading_since: Optional[float] = None
+
     def receive(self):  # type: ignore[no-untyped-def]
-        data = super().receive()
-        if data == b"" and not self.blocking and self.running:  # None means "nothing yet"
+        if self._reading_since is not None and time.monotonic() - self._reading_since > READ_SLICE:
+            # Not read yet: stomp.py's read loop stops as if the socket were drained, and
+            # its I/O loop writes what is waiting (heart-beats, acks) before reading on.
+            self._reading_since = None
+            raise ssl.SSLWantReadError("pausing a long read to write")
+        try:
+            data = super().receive()
+        except ssl.SSLWantReadError:
+            self._reading_since = None
+            raise
+        if data:
+            if self._reading_since is None:
+                self._reading_since = time.monotonic()
+            self._alive()
+        elif data == b"" and not self.blocking and self.running:  # None means "nothing yet"
             log.debug("Broker closed the TLS connection")
             self.running = False
         return data
+
+    def _alive(self) -> None:
+        """Count any bytes from the broker as a heart-beat, as the STOMP spec allows."""
+        heartbeats = self.get_listener("protocol-listener")
+        if heartbeats is not None:
+            heartbeats.on_heartbeat()
 
     # For a TLS connection stomp.py hands every frame to its I/O thread through a
     # queue: a wake-up, a select and a write per frame. Corked, a thread's frames are
@@ -259,15 +291,61 @@ class StompLink:
             try:
                 conn.connect(wait=False)
             except (StompException, OSError, ssl.SSLError) as exc:
-                raise LinkError(f"Cannot connect to {self.broker}: {_describe(exc)}") from None
+                reason = self._tls_problem(bundle, timeout) or _describe(exc)
+                raise LinkError(f"Cannot connect to {self.broker}: {reason}") from None
             if not self._connected.wait(timeout) or self._lost.is_set():
-                reason = self._error or "timed out while waiting for the broker's CONNECTED frame"
+                reason = self._error or self._tls_problem(bundle, timeout) or \
+                    "timed out while waiting for the broker's CONNECTED frame"
                 self.close()
                 raise LinkError(f"Cannot connect to {self.broker}: {reason}")
         finally:
             if bundle:
                 os.unlink(bundle)
         log.info("Connected to broker %s (TLS %s)", self.broker, "on" if self.tls else "off")
+
+    def _tls_problem(self, bundle: Optional[str], timeout: float) -> Optional[str]:
+        """Why the TLS connection failed, if it did, found with one more handshake.
+
+        stomp.py only logs the TLS error and raises an empty exception, which left
+        "connection refused or closed" as the only explanation of a broker
+        certificate that does not verify, or of ours that the broker refuses.
+        """
+        if self.tls is None:
+            return None
+        try:
+            context = self._tls_context(bundle)
+            with socket.create_connection((self.broker.host, self.broker.port), timeout=timeout) as raw, \
+                    context.wrap_socket(raw, server_hostname=self.broker.host) as conn:
+                conn.settimeout(min(timeout, PROBE_WAIT))
+                conn.recv(1)  # a broker refusing our certificate says so after the TLS 1.3 handshake
+        except ssl.SSLCertVerificationError as exc:
+            return self._verify_failure(exc)
+        except ssl.SSLError as exc:
+            reason = (exc.reason or str(exc)).lower().replace("_", " ")
+            if "alert" in reason:  # sent by the broker
+                return f"the broker refused the TLS connection ({reason}; does it trust our CA?)"
+            return f"TLS error: {reason}"
+        except OSError as exc:  # a timeout here means the handshake worked: no TLS problem
+            return None if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        return None
+
+    def _tls_context(self, bundle: Optional[str]) -> ssl.SSLContext:
+        assert self.tls is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_cert_chain(self.tls.certificate, self.tls.key)
+        if bundle:
+            context.load_verify_locations(bundle)
+        if not self.tls.verify_broker:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _verify_failure(self, exc: ssl.SSLCertVerificationError) -> str:
+        why = exc.verify_message or exc.reason or str(exc)
+        if exc.verify_code in UNKNOWN_ISSUER_CODES:
+            assert self.tls is not None
+            why += f" (the CA that issued it is not in {self.tls.capath}; see broker_capath)"
+        return f"the broker's certificate failed verification: {why}"
 
     def send(self, destination: str, body: str, headers: dict[str, str]) -> None:
         if self._conn is None or not self.alive:

@@ -515,6 +515,44 @@ def test_failed_fetch_keeps_the_old_file(gocdb, tmp_path, how):
     assert_kept(tmp_path, before)
 
 
+@pytest.fixture
+def slow_loris():
+    """A server that answers every request with HTTP headers sent one byte every 0.5 s (for 60 s)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nX-Padding: " + b"x" * 200:
+                if stop.wait(0.5):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}{QUERY}"
+    stop.set()
+    listener.close()
+
+
+def test_a_server_trickling_its_headers_meets_the_run_deadline(slow_loris, tmp_path):
+    """Every read gets a byte within the 5 s timeout; only the overall deadline ends the run."""
+    before = existing_file(tmp_path, dns_of(3))
+    result = run_apelauth(write_config(tmp_path, slow_loris, timeout=5, deadline=2))
+    assert_one_line_failure(result, "DN file not updated: GOCDB not read within deadline = 2 s", "keeping")
+    assert_kept(tmp_path, before)
+
+
 def test_server_down_keeps_the_old_file(tmp_path):
     before = existing_file(tmp_path, dns_of(3))
     url = f"http://127.0.0.1:{closed_port()}{QUERY}"
@@ -599,6 +637,13 @@ def test_direct_success_does_not_touch_the_proxy(gocdb, proxy, tmp_path):
         ({"timeout": "inf"}, "[auth] timeout: 'inf' is not a finite number; allowed: 1 to 3600 seconds"),
         ({"expire_hours": "-1"}, "[auth] expire_hours: '-1' is out of range; allowed: 0 to 87600 hours"),
         ({"max_pages": "0"}, "[auth] max_pages: '0' is out of range; allowed: 1 to 100000"),
+        ({"max_shrink": "abc"}, "[auth] max_shrink: 'abc' is not a number"),
+        ({"max_shrink": "1.5"}, "[auth] max_shrink: 1.5 is not a fraction between 0 and 1"),
+        ({"gocdb_url": "file:///etc/passwd"}, "[auth] gocdb_url: not an http(s) URL"),
+        ({"timeout": "0"}, "[auth] timeout: 0 must be above 0"),
+        ({"expire_hours": "-1"}, "[auth] expire_hours: -1 must be 0 or more"),
+        ({"max_pages": "0"}, "[auth] max_pages: 0 is below the minimum 1"),
+        ({"deadline": "0"}, "[auth] deadline: 0 must be above 0"),
     ],
 )
 def test_bad_option_is_one_line_and_exit_1(tmp_path, options, expected):

@@ -191,7 +191,8 @@ def make_body(index: int, size: int) -> str:
     return (head + line * reps + "%%").rstrip()
 
 
-def publish(port: int, identity, ca_file: str, destination: str, messages: list[tuple[str, dict]]) -> None:
+def publish(port: int, identity, ca_file: str, destination: str, messages: list[tuple[str | bytes, dict]],
+            persistent: bool = True) -> None:
     """Send raw bodies with headers straight to the broker (as a foreign or hostile sender would)."""
     import ssl
     import threading
@@ -216,8 +217,8 @@ def publish(port: int, identity, ca_file: str, destination: str, messages: list[
     assert done.wait(15), "test publisher could not connect"
     try:
         for index, (body, headers) in enumerate(messages):
-            conn.send(destination=destination, body=body, headers=dict(headers, receipt=f"r{index}",
-                                                                        persistent="true"))
+            conn.send(destination=destination, body=body, headers=dict(
+                headers, receipt=f"r{index}", persistent=str(persistent).lower()))
         deadline = time.monotonic() + 30
         while len(receipts) < len(messages) and time.monotonic() < deadline:
             time.sleep(0.05)

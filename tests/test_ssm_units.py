@@ -24,7 +24,7 @@ from ssm.queues import (
     open_outgoing,
     open_reject,
 )
-from ssm.receiver import ReceiverOptions, handle_message
+from ssm.receiver import ReceiverOptions, clip_values, handle_message
 from ssm.sender import sign_message
 
 pytestmark = pytest.mark.timeout(60)
@@ -195,6 +195,32 @@ def test_handle_message_never_raises(headers, body, target, error, options, allo
     if error:
         assert decision.fields["error"].startswith(error)
         assert decision.fields["signer"] == "Not available."
+        expected = body.encode() if isinstance(body, str) else (body or b"")
+        assert decision.fields["body"] == expected  # the reject keeps what arrived
+
+
+def test_handle_message_over_the_size_limit_keeps_its_start_and_end(signer, options, allowed):
+    options.max_message_size = 4096
+    signed = openssl_sign(signer, "x" * 6000).encode()
+    decision = handle_message({"empa-id": "big"}, signed, options, allowed)
+    assert decision.target == "reject"
+    assert decision.fields["error"] == (f"Message is {len(signed)} bytes, over max_message_size 4096: "
+                                        "body keeps only its first 2048 and its last 2048 bytes")
+    assert decision.fields["body"] == signed[:2048] + signed[-2048:]
+    assert handle_message({}, signed[:4096], options, allowed).fields["error"].startswith("Failed to verify")
+
+
+def test_reasons_cut_long_values_and_say_how_long_they_were():
+    assert clip_values("signature part is 'application/x-pkcs7-signature'") == \
+        "signature part is 'application/x-pkcs7-signature'"
+    long = "q" * 300
+    cut = "q" * 80 + "\u2026"
+    assert clip_values(f"encoding {long!r} unknown") == f"encoding '{cut}' (300 characters) unknown"
+    assert clip_values(f'charset "{long}"') == f'charset "{"q" * 80}\u2026" (300 characters)'
+    assert clip_values(f"(Content-Type: x/{long})") == f"(Content-Type: x/{'q' * 78}\u2026 (302 characters))"
+    # an apostrophe inside a word does not start a quoted value
+    text = "the broker's certificate " + "and more words " * 10 + "isn't quoted"
+    assert clip_values(text) == text
 
 
 def test_handle_message_base64_inner_part(signer, options, allowed, tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -47,6 +48,7 @@ DEFAULT_GOCDB_URL = (
     "https://goc.egi.eu/gocdbpi/public/?method=get_service_endpoint&service_type=gLite-APEL"
 )
 DEFAULT_TIMEOUT = 120.0
+DEFAULT_DEADLINE = 300.0  # seconds for the whole fetch, every page included
 DEFAULT_MAX_PAGES = 100
 DEFAULT_MAX_PAGE_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -62,6 +64,20 @@ class GocdbResult:
     endpoints: int = 0
     endpoints_without_dn: int = 0
     via_proxy: bool = False
+    # Taken to add a page and to read what has arrived, which another thread may do.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_page(self, number: int, page: Page) -> None:
+        with self.lock:
+            self.pages = number
+            self.dns.extend(page.dns)
+            self.endpoints += page.endpoints
+            self.endpoints_without_dn += page.endpoints_without_dn
+
+    def so_far(self) -> tuple[list[str], int]:
+        """The DNs of the pages complete so far, and how many pages that is."""
+        with self.lock:
+            return list(self.dns), self.pages
 
 
 @dataclass
@@ -153,15 +169,48 @@ def _next_link(root: Element) -> Optional[str]:
     return None
 
 
+def fetch_within(deadline: float, url: str, **options: Any) -> GocdbResult:
+    """``fetch_hostdns`` given at most ``deadline`` seconds in all; FetchError after that.
+
+    Each read has its ``timeout``, but a server that sends its headers one byte a
+    second answers every read in time, and apelauth hung for as long as it went on.
+    The fetch runs in a daemon thread that is left behind at the deadline: it only
+    reads the network and builds a result, and the process exits after the run.
+    """
+    progress = GocdbResult()
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["result"] = fetch_hostdns(url, progress=progress, **options)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=fetch, name="gocdb-fetch", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        dns, pages = progress.so_far()
+        raise FetchError(f"GOCDB not read within deadline = {deadline:g} s ({pages} page(s) complete)",
+                         dns, pages)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def fetch_hostdns(
     url: str,
     proxy: Optional[str] = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    progress: Optional[GocdbResult] = None,
 ) -> GocdbResult:
-    """Fetch all pages from ``url`` on and return every HOSTDN; FetchError if any page fails."""
-    result = GocdbResult()
+    """Fetch all pages from ``url`` on and return every HOSTDN; FetchError if any page fails.
+
+    ``progress``, when given, is the result filled page by page (read by ``fetch_within``).
+    """
+    result = progress if progress is not None else GocdbResult()
 
     def failed(problem: str) -> FetchError:
         return FetchError(problem, result.dns, result.pages)
@@ -195,10 +244,7 @@ def fetch_hostdns(
             page = parse_page(data)
         except ValueError as exc:
             raise failed(f"{where}: {exc}") from None
-        result.pages = number
-        result.dns.extend(page.dns)
-        result.endpoints += page.endpoints
-        result.endpoints_without_dn += page.endpoints_without_dn
+        result.add_page(number, page)
         log.debug("GOCDB page %d: %d endpoints, %d DNs", number, page.endpoints, len(page.dns))
         if page.next_url is None:
             break

@@ -27,11 +27,12 @@ from apel.auth.dnlist import DEFAULT_MAX_SHRINK, build_list, check_safe, count_c
 from apel.auth.dnlist import write_atomic as write_dn_file
 from apel.auth.exceptions import DNFileError, FetchError, UnsafeListError
 from apel.auth.gocdb import (
+    DEFAULT_DEADLINE,
     DEFAULT_GOCDB_URL,
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
     DEFAULT_TIMEOUT,
-    fetch_hostdns,
+    fetch_within,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class AuthSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_pages: int = DEFAULT_MAX_PAGES
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    deadline: float = DEFAULT_DEADLINE
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def refresh_dn_file(settings: AuthSettings, force: bool = False, now: Optional[f
 
     fetch_complete = True
     try:
-        fetched = fetch_hostdns(
+        fetched = fetch_within(
+            settings.deadline,
             settings.gocdb_url,
             proxy=settings.proxy,
             timeout=settings.timeout,

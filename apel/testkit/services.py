@@ -105,6 +105,7 @@ class ActiveMQ:
     ssl_port: int = 0
     proc: Optional[subprocess.Popen] = None
     identity: Optional[Identity] = None
+    max_frame_size: int = 10 * 1024 * 1024  # the largest STOMP frame the broker takes
 
     @property
     def log(self) -> str:
@@ -124,7 +125,7 @@ class ActiveMQ:
         with open(os.path.join(conf, "activemq.xml"), "w", encoding="utf-8") as handle:
             handle.write(_ACTIVEMQ_XML.format(
                 keystore=keystore, truststore=truststore, openwire=openwire,
-                stomp=self.stomp_port, ssl=self.ssl_port,
+                stomp=self.stomp_port, ssl=self.ssl_port, frame=self.max_frame_size,
             ))
         with open(os.path.join(conf, "log4j.properties"), "w", encoding="utf-8") as handle:
             handle.write(_LOG4J)
@@ -176,9 +177,9 @@ _ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
     </sslContext>
     <transportConnectors>
       <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}"/>
-      <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}?transport.maxFrameSize=10485760"/>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}?transport.maxFrameSize={frame}"/>
       <transportConnector name="stomp+ssl"
-          uri="stomp+ssl://127.0.0.1:{ssl}?needClientAuth=true&amp;transport.maxFrameSize=10485760"/>
+          uri="stomp+ssl://127.0.0.1:{ssl}?needClientAuth=true&amp;transport.maxFrameSize={frame}"/>
     </transportConnectors>
   </broker>
 </beans>
