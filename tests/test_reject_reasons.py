@@ -18,7 +18,7 @@ from test_records_xml import car, car_record
 
 from apel.db import rows
 from apel.db.backend import StorageError
-from apel.records import InvalidMessage, parse_message
+from apel.records import JOB, InvalidMessage, parse_message
 from apel.records.quote import quote
 
 BOUND = 400  # characters of a reason (the loader adds "Parsing unsuccessful: ")
@@ -169,5 +169,5 @@ def test_storage_reasons_cut_values_too():
     for field, value in (("Site", 5), ("WallDuration", 10**5000), ("WallDuration", "w" * 10_000),
                          ("ServiceLevel", "s" * 10_000), ("EndTime", "e" * 10_000)):
         with pytest.raises(StorageError) as info:
-            rows.JOB.build([dict(record, **{field: value})], "/CN=publisher")
+            rows.LAYOUTS[JOB].build_columns([dict(record, **{field: value})], "/CN=publisher")
         assert len(str(info.value)) <= BOUND, str(info.value)
