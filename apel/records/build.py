@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Optional, Union
 
-from apel.records.benchmark import MIXTURE, parse_benchmark_dict
 from apel.records.definitions import FQAN_ALWAYS, MessageSpec
 from apel.records.fields import NULL_SPELLINGS, datetime_from_epoch, range_error, to_datetime
 from apel.records.fqan import parse_fqan
 from apel.records.model import InvalidMessage, Record
 from apel.records.quote import quote
+from apel.records.service_level import MIXTURE, parse_benchmark_dict
 
 
 def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, str], now: datetime) -> Record:

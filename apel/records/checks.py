@@ -13,10 +13,10 @@ from functools import lru_cache
 from operator import le
 from typing import Any, Callable
 
-from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, Record
 from apel.records.quote import quote
+from apel.records.service_level import VALID_SERVICE_LEVEL_TYPES
 
 FUTURE_ALLOWANCE = timedelta(days=2)
 
@@ -106,7 +106,7 @@ def summary(record: Record, index: int, now: datetime) -> None:
 
 
 # Whole-message forms of the checks, for messages whose records are built column by column
-# (apel.records.canonical).  Each only proves that no record of the message can fail its
+# (apel.records.text_fast).  Each only proves that no record of the message can fail its
 # per-record check; when it cannot, the per-record check runs on every record, in order,
 # and raises the reason.
 

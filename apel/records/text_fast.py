@@ -34,11 +34,11 @@ from itertools import repeat, takewhile
 from operator import eq, le
 from typing import Any, Callable, Optional
 
-from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES, parse_benchmark_dict
 from apel.records.definitions import FIELDS, FQAN_ALWAYS, MessageSpec
 from apel.records.fields import EPOCH_MAX, EPOCH_MIN, FLOAT, INT, NULL_SPELLINGS, UTC
 from apel.records.fqan import parse_fqan
 from apel.records.model import Record
+from apel.records.service_level import VALID_SERVICE_LEVEL_TYPES, parse_benchmark_dict
 
 _STRIP = str.strip
 _GROUPS = re.Match.groups
