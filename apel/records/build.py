@@ -2,7 +2,7 @@
 
 Shared by the APEL text parser and the CAR/StAR parsers, so every record, from
 whatever format, passes the same coercion, derivation and checks before any
-record of its message is handed to storage (messages.md §6).
+record of its message is handed to storage: a message is stored whole or not at all.
 """
 
 from __future__ import annotations

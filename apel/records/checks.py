@@ -1,4 +1,4 @@
-"""Per-record-type rules that look at more than one field (messages.md §4).
+"""Per-record-type rules that look at more than one field.
 
 Each check gets the coerced record, its 1-based index in the message and the
 time the message is being parsed (UTC), and raises :class:`InvalidMessage` with a
@@ -37,7 +37,7 @@ def job(record: Record, index: int, now: datetime) -> None:
     """Benchmark pair, benchmark type, EndTime ≥ StartTime, EndTime ≤ now + 2 days (UTC).
 
     A job without ServiceLevel and ServiceLevelType is refused here, naming both
-    fields, rather than later as ``ScalingFactorUnit custom not valid`` (server.md §11 c).
+    fields, rather than later as the existing server's puzzling ``ScalingFactorUnit custom not valid``.
     """
     level_type = record["ServiceLevelType"]
     level = record["ServiceLevel"]

@@ -1,4 +1,4 @@
-"""APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines (§3.1, §3.2).
+"""APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines.
 
 A message in the canonical layout is read in bulk (:mod:`apel.records.text_fast`);
 any other, and any message the bulk reader cannot prove valid, is read record by
@@ -27,7 +27,7 @@ HEADER_NO_COLON = "Message header is incorrect: substring not found"
 LINE_NO_COLON = "Message header is incorrect: not enough values to unpack"
 
 def route(header: str) -> MessageSpec:
-    """The spec for a header line, by the existing server's rules (§3.1)."""
+    """The spec for a header line, by the existing server's rules."""
     line = header.strip()
     kind, colon, version = line.partition(":")
     if not colon:

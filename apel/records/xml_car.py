@@ -1,4 +1,4 @@
-"""EMI Compute Accounting Record (CAR 1.2) → job records (messages.md §5.3).
+"""EMI Compute Accounting Record (CAR 1.2) → job records.
 
 Every value is looked up anywhere below its ``UsageRecord``; the records then
 pass the same job checks as text messages, before any is accepted. Records are read

@@ -1,4 +1,4 @@
-"""Safe XML parsing and the ISO 8601 forms used by CAR and StAR (messages.md §5).
+"""Safe XML parsing and the ISO 8601 forms used by CAR and StAR.
 
 Messages come from remote sites, so the parser refuses DTDs, entity expansion
 and external entities (defusedxml) and bodies above a size limit. Documents are
@@ -34,7 +34,7 @@ _ISO_DURATION = re.compile(
     r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:[.,]\d*)?)S)?)?",
     re.ASCII,
 )
-# Y = 365 days, M (month) = 2,628,000 s, W = 7 days, as the existing server counts (§5.3).
+# Y = 365 days, M (month) = 2,628,000 s, W = 7 days, as the existing server counts.
 _DURATION_UNITS = (365 * 86400, 2_628_000, 7 * 86400, 86400, 3600, 60)
 
 
@@ -125,7 +125,7 @@ def parse_iso_datetime(value: str) -> datetime:
 
 
 def parse_iso_duration(value: str) -> int:
-    """ISO 8601 duration in whole seconds; fractional seconds are rounded (§5.3)."""
+    """ISO 8601 duration in whole seconds; fractional seconds are rounded."""
     m = _ISO_DURATION.fullmatch(value)
     if m is None:
         raise ValueError(f"Invalid ISO 8601 duration value {quote(value)}")

@@ -1,4 +1,4 @@
-"""EMI Storage Accounting Record (StAR 1.2) → storage and group-attribute records (§5.2)."""
+"""EMI Storage Accounting Record (StAR 1.2) → storage and group-attribute records."""
 
 from __future__ import annotations
 
