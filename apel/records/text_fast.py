@@ -80,12 +80,18 @@ def _numbers(convert: Callable[[str], Any], texts: Column, mandatory: bool) -> O
         return None
 
 
-def _ints(texts: Column, mandatory: bool, low: int, high: int) -> Optional[Column]:
-    numbers = _numbers(int, texts, mandatory)
+def _bounded(convert: Callable[[str], Any], in_range: Callable[[Column, Any, Any], bool],
+             texts: Column, mandatory: bool, low: Any, high: Any) -> Optional[Column]:
+    """``convert`` over a column whose non-null numbers all lie within [low, high], else None."""
+    numbers = _numbers(convert, texts, mandatory)
     if numbers is None:
         return None
     present = [number for number in numbers if number is not None] if None in numbers else numbers
-    return numbers if _ints_in_range(present, low, high) else None
+    return numbers if in_range(present, low, high) else None
+
+
+def _ints(texts: Column, mandatory: bool, low: int, high: int) -> Optional[Column]:
+    return _bounded(int, _ints_in_range, texts, mandatory, low, high)
 
 
 def _datetimes(texts: Column, mandatory: bool) -> Optional[Column]:
@@ -104,11 +110,7 @@ def _datetimes(texts: Column, mandatory: bool) -> Optional[Column]:
 
 def _floats(texts: Column, mandatory: bool, low: float, high: float) -> Optional[Column]:
     """Floats within [low, high]: the exact path's rounded check accepts these and only refuses outside."""
-    numbers = _numbers(float, texts, mandatory)
-    if numbers is None:
-        return None
-    present = [number for number in numbers if number is not None] if None in numbers else numbers
-    return numbers if _in_range(present, low, high) else None
+    return _bounded(float, _in_range, texts, mandatory, low, high)
 
 
 def _benchmark_dicts(texts: Column) -> Optional[tuple[Sequence[str], Sequence[str]]]:
