@@ -68,10 +68,6 @@ def _benchmark(host: str, low: float, high: float) -> float:
     return round(low + (high - low) * (zlib.crc32(host.encode()) % 1000) / 1000, 3)
 
 
-def _month_start(when: dt.datetime) -> dt.datetime:
-    return when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def _months_back(when: dt.datetime, count: int) -> dt.datetime:
     year, month = when.year, when.month - count
     while month < 1:

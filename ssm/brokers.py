@@ -1,8 +1,8 @@
-"""Which brokers to talk to: the configured host(s), or a BDII lookup (spec §10).
+"""Which brokers to talk to: the configured host(s), or a BDII lookup.
 
 BDII discovery follows the existing SSM's GLUE 1.3 contract (``o=grid``, service
 type ``msg.broker.stomp[-ssl]``, network membership through a
-``GlueServiceDataKey=cluster`` entry) but fixes its defects (spec §12 item 11):
+``GlueServiceDataKey=cluster`` entry) but fixes its defects:
 attribute values are text, IPv6 endpoints parse, and the list is shuffled so every
 client does not hammer the first broker.
 """

@@ -9,6 +9,7 @@ and no reason may exceed :data:`BOUND`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
@@ -18,7 +19,7 @@ from test_records_xml import car, car_record
 
 from apel.db import rows
 from apel.db.backend import StorageError
-from apel.records import JOB, InvalidMessage, parse_message
+from apel.records import InvalidMessage, parse_message
 from apel.records.quote import quote
 
 BOUND = 400  # characters of a reason (the loader adds "Parsing unsuccessful: ")
@@ -165,9 +166,10 @@ def test_long_values_are_shown_by_their_start_and_length(body, start):
 
 def test_storage_reasons_cut_values_too():
     """Values that reach the row builder (a plug-in parser, a future field) are cut the same way."""
-    record = parse_message(text_message("APEL-individual-job-message: v0.3", JOB_LINES)).records[0]
+    message = parse_message(text_message("APEL-individual-job-message: v0.3", JOB_LINES))
+    record = message.records[0]
     for field, value in (("Site", 5), ("WallDuration", 10**5000), ("WallDuration", "w" * 10_000),
                          ("ServiceLevel", "s" * 10_000), ("EndTime", "e" * 10_000)):
         with pytest.raises(StorageError) as info:
-            rows.LAYOUTS[JOB].build_columns([dict(record, **{field: value})], "/CN=publisher")
+            rows.build_message(replace(message, records=[dict(record, **{field: value})]), "/CN=publisher")
         assert len(str(info.value)) <= BOUND, str(info.value)

@@ -2,7 +2,7 @@
 
 Shared by the APEL text parser and the CAR/StAR parsers, so every record, from
 whatever format, passes the same coercion, derivation and checks before any
-record of its message is handed to storage (messages.md §6).
+record of its message is handed to storage: a message is stored whole or not at all.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Optional, Union
 
-from apel.records.benchmark import MIXTURE, parse_benchmark_dict
 from apel.records.definitions import FQAN_ALWAYS, MessageSpec
-from apel.records.fields import NULL_SPELLINGS, datetime_from_epoch, range_error, to_datetime
+from apel.records.fields import NULL_SPELLINGS, Field, datetime_from_epoch, range_error, to_datetime
 from apel.records.fqan import parse_fqan
 from apel.records.model import InvalidMessage, Record
 from apel.records.quote import quote
+from apel.records.service_level import MIXTURE, parse_benchmark_dict
 
 
 def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, str], now: datetime) -> Record:
@@ -32,12 +32,9 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
         raise InvalidMessage(f"record {index}: Unknown field: {quote(unknown, bare=True)}")
     steps = spec.steps
     record: Record = dict.fromkeys(steps.names)
-    get = raw.get
     for name, mandatory, max_length in steps.strings:
-        value = get(name)
-        if value is None or value in NULL_SPELLINGS:
-            if mandatory:
-                raise _missing(raw, index, name)
+        value = _given(raw, index, name, mandatory)
+        if value is None:
             record[name] = "None"
         elif len(value) > max_length:
             raise InvalidMessage(f"record {index}: field {name}: value of {len(value)} characters "
@@ -45,38 +42,56 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
         else:
             record[name] = value
     for name, mandatory, field in steps.ints:
-        value = get(name)
-        if value is None or value in NULL_SPELLINGS:
-            if mandatory:
-                raise _missing(raw, index, name)
-            continue
-        try:
-            number = int(value)
-        except (ValueError, TypeError):
-            raise InvalidMessage(f"record {index}: field {name}: Invalid int value {quote(value)}") from None
-        if number < field.minimum or number > field.maximum:
-            raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
-        record[name] = number
+        value = _given(raw, index, name, mandatory)
+        if value is not None:
+            record[name] = _int_in_range(value, field, index, name)
     for name, mandatory in steps.datetimes:
-        value = get(name)
-        if value is None or value in NULL_SPELLINGS:
-            if mandatory:
-                raise _missing(raw, index, name)
-            continue
-        try:
-            if value.__class__ is str and value.isdigit() and value.isascii():
-                record[name] = datetime_from_epoch(int(value))
-            else:
-                record[name] = to_datetime(value)
-        except ValueError as exc:
-            raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
-    chosen = None  # benchmark type picked by the v0.4 dict fields
+        value = _given(raw, index, name, mandatory)
+        if value is not None:
+            record[name] = _datetime(value, index, name)
+    chosen, chosen_from = _others(spec, raw, record, index)
+    finish_record(spec, record, chosen, chosen_from, index, now)
+    return record
+
+
+def _given(raw: Mapping[str, Any], index: Union[int, str], name: str, mandatory: bool) -> Any:
+    """The raw value, or None when it is missing or null: which a mandatory field refuses."""
+    value = raw.get(name)
+    if value is None or value in NULL_SPELLINGS:
+        if mandatory:
+            raise _missing(raw, index, name)
+        return None
+    return value
+
+
+def _int_in_range(value: Any, field: Field, index: Union[int, str], name: str) -> int:
+    try:
+        number = int(value)
+    except (ValueError, TypeError):
+        raise InvalidMessage(f"record {index}: field {name}: Invalid int value {quote(value)}") from None
+    if number < field.minimum or number > field.maximum:
+        raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
+    return number
+
+
+def _datetime(value: Any, index: Union[int, str], name: str) -> datetime:
+    try:
+        if value.__class__ is str and value.isdigit() and value.isascii():
+            return datetime_from_epoch(int(value))
+        return to_datetime(value)
+    except ValueError as exc:
+        raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
+
+
+def _others(spec: MessageSpec, raw: Mapping[str, Any], record: Record,
+            index: Union[int, str]) -> tuple[Optional[str], str]:
+    """Floats and v0.4 benchmark dicts into ``record``; returns the benchmark type the dicts
+    chose and the field it was first chosen from, so a mixture is refused naming both."""
+    chosen = None
     chosen_from = ""
-    for name, mandatory, convert, is_dict in steps.others:
-        value = get(name)
-        if value is None or value in NULL_SPELLINGS:
-            if mandatory:
-                raise _missing(raw, index, name)
+    for name, mandatory, convert, is_dict in spec.steps.others:
+        value = _given(raw, index, name, mandatory)
+        if value is None:
             continue
         try:
             if is_dict:
@@ -88,8 +103,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
             record[name] = convert(value)
         except ValueError as exc:
             raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
-    finish_record(spec, record, chosen, chosen_from, index, now)
-    return record
+    return chosen, chosen_from
 
 
 def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chosen_from: str,

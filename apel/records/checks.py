@@ -1,4 +1,4 @@
-"""Per-record-type rules that look at more than one field (messages.md §4).
+"""Per-record-type rules that look at more than one field.
 
 Each check gets the coerced record, its 1-based index in the message and the
 time the message is being parsed (UTC), and raises :class:`InvalidMessage` with a
@@ -13,10 +13,10 @@ from functools import lru_cache
 from operator import le
 from typing import Any, Callable
 
-from apel.records.benchmark import VALID_SERVICE_LEVEL_TYPES
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, Record
 from apel.records.quote import quote
+from apel.records.service_level import VALID_SERVICE_LEVEL_TYPES
 
 FUTURE_ALLOWANCE = timedelta(days=2)
 
@@ -37,7 +37,7 @@ def job(record: Record, index: int, now: datetime) -> None:
     """Benchmark pair, benchmark type, EndTime ≥ StartTime, EndTime ≤ now + 2 days (UTC).
 
     A job without ServiceLevel and ServiceLevelType is refused here, naming both
-    fields, rather than later as ``ScalingFactorUnit custom not valid`` (server.md §11 c).
+    fields, rather than later as the existing server's puzzling ``ScalingFactorUnit custom not valid``.
     """
     level_type = record["ServiceLevelType"]
     level = record["ServiceLevel"]
@@ -106,7 +106,7 @@ def summary(record: Record, index: int, now: datetime) -> None:
 
 
 # Whole-message forms of the checks, for messages whose records are built column by column
-# (apel.records.canonical).  Each only proves that no record of the message can fail its
+# (apel.records.text_fast).  Each only proves that no record of the message can fail its
 # per-record check; when it cannot, the per-record check runs on every record, in order,
 # and raises the reason.
 

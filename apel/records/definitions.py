@@ -1,10 +1,10 @@
 """What each record type holds, and what each message header means.
 
 ``FIELDS[record_type]`` lists a record type's fields in message order
-(messages.md §4, §5.2): the parser coerces by it, the renderer writes by it, and
+(the order APEL clients write them): the parser coerces by it, the renderer writes by it, and
 the storage layer can size its columns by it.  ``MessageSpec`` adds what differs
 between message versions of one record type (v0.4 benchmark dicts, ignored keys,
-the per-type checks), and the routing tables map header lines to specs (§3.1).
+the per-type checks), and the routing tables map header lines to specs.
 """
 
 from __future__ import annotations
@@ -136,17 +136,14 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     GROUP_ATTRIBUTE: _GROUP_ATTRIBUTE_FIELDS,
 }
 
-# Derivation of VO/VOGroup/VORole from the FQAN (§3.6).
+# Derivation of VO/VOGroup/VORole from the FQAN, as the existing server does.
 FQAN_IF_PRESENT = "if-present"  # job records: only a non-null FQAN overwrites
 FQAN_ALWAYS = "always"  # cloud records
 
 
 class Steps(NamedTuple):
-    """A spec's per-field work, grouped by kind so the per-record loops do no dispatching.
-
-    Measured: grouping and inlining the integer and epoch paths roughly halves
-    the cost of building a record compared with one generic loop over fields.
-    """
+    """A spec's per-field work, grouped by kind so the per-record loops do no dispatching
+    (see "Records" in docs/design.md)."""
 
     names: tuple[str, ...]  # every field, in message order (the record's key order)
     strings: tuple[tuple[str, bool, int], ...]  # name, mandatory, max length
@@ -244,7 +241,7 @@ CAR_SPEC = MessageSpec(JOB, "urf:UsageRecords", checked_by_rule=JOB_SPEC.checked
 STAR_SPEC = MessageSpec(STORAGE, "sr:StorageUsageRecords")
 GROUP_ATTRIBUTE_SPEC = MessageSpec(GROUP_ATTRIBUTE, "sr:GroupAttribute")
 
-# Header routing (§3.1): v0.4 table or the old one; by type first, then by the full line.
+# Header routing: v0.4 table or the old one; by type first, then by the full line.
 V04_BY_TYPE = {
     "APEL-individual-job-message": JOB_V04_SPEC,
     "APEL-sync-message": SYNC_SPEC,

@@ -3,8 +3,7 @@
 A :class:`Field` says what a record field holds (kind, whether it is mandatory,
 the range a database column must be able to store, the longest string), so the
 parser can refuse a value *before* storage ever sees it, and the storage layer
-can size its columns from the same description (``shared/spec/messages.md``
-§3.3, §3.4; ``database.md`` §2.4).
+can size its columns from the same description.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any, Callable, Optional, Union
 
 from apel.records.quote import quote
 
-# Field kinds (the legend of messages.md §4).
+# Field kinds.
 STR = "s"
 INT = "i"
 FLOAT = "f"
@@ -57,7 +56,7 @@ Number = Union[int, float]
 
 
 def is_null(value: str) -> bool:
-    """`none`, `null` and the empty string, in any letter case, mean "no value" (§3.3)."""
+    """`none`, `null` and the empty string, in any letter case, mean "no value"."""
     return len(value) < 5 and value.lower() in NULL_WORDS
 
 
@@ -83,7 +82,7 @@ class Field:
 
     @property
     def null(self) -> Any:
-        """The stored form of a missing value: the string ``None`` for strings (§3.3)."""
+        """The stored form of a missing value: ``None`` for strings, as the existing server has it."""
         return "None" if self.kind == STR else None
 
 
@@ -118,7 +117,7 @@ _ISO_Z = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 
 
 def datetime_from_epoch(seconds: int) -> datetime:
-    """Epoch seconds are UTC whatever the host's time zone (server.md §11 j)."""
+    """Epoch seconds are UTC whatever the host's time zone (the existing server read them as local time)."""
     if not EPOCH_MIN <= seconds <= EPOCH_MAX:
         raise ValueError(f"epoch {quote(seconds)} is outside the storable range "
                          f"{DATETIME_MIN:%Y-%m-%d}..{DATETIME_MAX:%Y-%m-%d}")
@@ -136,7 +135,7 @@ def _check_datetime(value: datetime) -> datetime:
 
 
 def to_datetime(value: Any) -> datetime:
-    """Epoch seconds (UTC) or ``YYYY-MM-DDThh:mm:ssZ`` (UTC), nothing else (§3.4)."""
+    """Epoch seconds (UTC) or ``YYYY-MM-DDThh:mm:ssZ`` (UTC), nothing else."""
     if value.__class__ is str:
         if value.isdigit() and value.isascii():
             return datetime_from_epoch(int(value))

@@ -1,4 +1,4 @@
-"""FQAN → (VO, VOGroup, VORole), as the existing server derives them (messages.md §3.6).
+"""FQAN → (VO, VOGroup, VORole), as the existing server derives them.
 
 Job records take VO/VOGroup/VORole from a non-null FQAN, cloud records always do,
 and the client's BLAH parser does too, so the rule lives in one place.
@@ -16,7 +16,7 @@ from apel.records.fields import is_null
 def parse_fqan(fqan: Optional[str]) -> tuple[str, str, str]:
     """Split an FQAN into ``(vo, vo_group, vo_role)``.
 
-    Missing parts are the stored null string ``"None"`` (§3.3), so the result can
+    Missing parts are the stored null string ``"None"``, so the result can
     go straight into a record.  Only the part before the first ``;`` counts; a
     value not starting with ``/`` is the VO itself; the role element is kept
     verbatim (``Role=NULL``) and anything after it (``Capability=NULL``) dropped.

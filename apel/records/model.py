@@ -1,11 +1,11 @@
 """The shapes every layer agrees on: a parsed message and its records.
 
-Records are plain dicts keyed by the *message field names* of
-``shared/spec/messages.md`` §4/§5 (``Site``, ``LocalJobId``, ``ServiceLevel``...),
+Records are plain dicts keyed by the *field names of the messages*
+(``Site``, ``LocalJobId``, ``ServiceLevel``...),
 already validated and normalised, so the storage layer and the renderers never
 see raw text:
 
-- strings: ``str``; a null or missing string is the literal ``"None"`` (§3.3);
+- strings: ``str``; a null or missing string is the literal ``"None"``;
 - integers: ``int`` or ``None``; floats: ``float`` or ``None``;
 - datetimes: timezone-aware UTC ``datetime.datetime`` or ``None``;
 - derived values are filled in (VO/VOGroup/VORole from FQAN; ServiceLevelType

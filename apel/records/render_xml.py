@@ -1,4 +1,4 @@
-"""Job records → CAR and storage records → StAR documents, for ``send_ur`` (messages.md §7.2).
+"""Job records → CAR and storage records → StAR documents, for ``send_ur``.
 
 Strings are escaped (the existing unloader relied on minidom for that); a null
 MachineName no longer breaks the record id.

@@ -1,6 +1,6 @@
-"""APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines (§3.1, §3.2).
+"""APEL text messages: header routing, ``%%`` splitting and ``Key: value`` lines.
 
-A message in the canonical layout is read in bulk (:mod:`apel.records.canonical`);
+A message in the canonical layout is read in bulk (:mod:`apel.records.text_fast`);
 any other, and any message the bulk reader cannot prove valid, is read record by
 record here, where lines are split with ``str.partition`` and the precise
 diagnosis of a bad line only runs once a record is known bad.
@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from apel.records.build import build_record
-from apel.records.canonical import reader_for
 from apel.records.definitions import (
     OLD_BY_HEADER,
     OLD_BY_TYPE,
@@ -22,12 +21,13 @@ from apel.records.definitions import (
 from apel.records.fields import UTC
 from apel.records.model import InvalidMessage, ParsedMessage, Record
 from apel.records.quote import quote
+from apel.records.text_fast import reader_for
 
 HEADER_NO_COLON = "Message header is incorrect: substring not found"
 LINE_NO_COLON = "Message header is incorrect: not enough values to unpack"
 
 def route(header: str) -> MessageSpec:
-    """The spec for a header line, by the existing server's rules (§3.1)."""
+    """The spec for a header line, by the existing server's rules."""
     line = header.strip()
     kind, colon, version = line.partition(":")
     if not colon:

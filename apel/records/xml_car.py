@@ -1,4 +1,4 @@
-"""EMI Compute Accounting Record (CAR 1.2) → job records (messages.md §5.3).
+"""EMI Compute Accounting Record (CAR 1.2) → job records.
 
 Every value is looked up anywhere below its ``UsageRecord``; the records then
 pass the same job checks as text messages, before any is accepted. Records are read
@@ -7,14 +7,20 @@ as the incremental parser closes them (:class:`CarReader`).
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
 from apel.records.build import build_record
 from apel.records.definitions import CAR_SPEC
-from apel.records.model import JOB, InvalidMessage, ParsedMessage, Record
-from apel.records.xml_common import attribute, parse_iso_datetime, parse_iso_duration, text_of
+from apel.records.model import JOB, ParsedMessage
+from apel.records.xml_common import (
+    RecordReader,
+    attribute,
+    parse_iso_datetime,
+    parse_iso_duration,
+    text_of,
+    typed_value,
+)
 
 CAR_NS = "http://eu-emi.eu/namespaces/2012/11/computerecord"
 _Q = f"{{{CAR_NS}}}"
@@ -83,55 +89,25 @@ def _raw_record(record: Element, index: int) -> dict[str, Any]:
     for name, element in (("WallDuration", _first(record, "WallDuration")),
                           ("CpuDuration", _cpu_duration(record))):
         if element is not None:
-            raw[name] = _typed(index, name, text_of(element), parse_iso_duration)
+            raw[name] = typed_value(index, name, text_of(element), parse_iso_duration)
     for name in ("StartTime", "EndTime"):
         element = _first(record, name)
         if element is not None:
-            raw[name] = _typed(index, name, text_of(element), parse_iso_datetime)
+            raw[name] = typed_value(index, name, text_of(element), parse_iso_datetime)
     return raw
 
 
-def _typed(index: int, name: str, text: str, parse: Callable[[str], Any]) -> Any:
-    if not text:
-        return None
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
-
-
-class CarReader:
-    """The job records of a CAR document, built one ``UsageRecord`` at a time as each closes.
-
-    The first invalid record's reason is kept and raised by :meth:`message`, after the
-    whole document has been read: a malformed document is refused as malformed, as when
-    it was parsed whole, whatever its records hold.
-    """
+class CarReader(RecordReader):
+    """The job records of a CAR document, one ``UsageRecord`` at a time as each closes."""
 
     tag = f"{_Q}UsageRecord"
+    empty_reason = "CAR message contains no UsageRecord element"
 
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.records: list[Record] = []
-        self.count = 0
-        self.error: Optional[InvalidMessage] = None
-
-    def add(self, element: Element) -> None:
-        """Read one closed ``UsageRecord`` (the caller may clear it afterwards)."""
-        self.count += 1
-        if self.error is not None:
-            return
-        try:
-            raw = _raw_record(element, self.count)
-            self.records.append(build_record(CAR_SPEC, raw, self.count, self.now))
-        except InvalidMessage as exc:
-            self.error = exc
-            self.records = []  # the message is refused: no need to hold what it had
+    def _read(self, element: Element) -> None:
+        raw = _raw_record(element, self.count)
+        self.records.append(build_record(CAR_SPEC, raw, self.count, self.now))
 
     def message(self, root: Element) -> ParsedMessage:
         """The parsed message, or InvalidMessage: no record, or the first invalid one's reason."""
-        if not self.count:
-            raise InvalidMessage("CAR message contains no UsageRecord element")
-        if self.error is not None:
-            raise self.error
+        self.refuse_if_invalid()
         return ParsedMessage(JOB, root.tag.rpartition("}")[2], self.records)

@@ -1,4 +1,4 @@
-"""Safe XML parsing and the ISO 8601 forms used by CAR and StAR (messages.md §5).
+"""Safe XML parsing and the ISO 8601 forms used by CAR and StAR.
 
 Messages come from remote sites, so the parser refuses DTDs, entity expansion
 and external entities (defusedxml) and bodies above a size limit. Documents are
@@ -12,14 +12,14 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Optional
+from typing import Any, Callable, Optional, Union
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
 import defusedxml.ElementTree
 
 from apel.records.fields import UTC
-from apel.records.model import InvalidMessage
+from apel.records.model import InvalidMessage, Record
 from apel.records.quote import quote
 
 MAX_XML_CHARS = 64 * 1024 * 1024
@@ -34,7 +34,7 @@ _ISO_DURATION = re.compile(
     r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:[.,]\d*)?)S)?)?",
     re.ASCII,
 )
-# Y = 365 days, M (month) = 2,628,000 s, W = 7 days, as the existing server counts (§5.3).
+# Y = 365 days, M (month) = 2,628,000 s, W = 7 days, as the existing server counts.
 _DURATION_UNITS = (365 * 86400, 2_628_000, 7 * 86400, 86400, 3600, 60)
 
 
@@ -125,7 +125,7 @@ def parse_iso_datetime(value: str) -> datetime:
 
 
 def parse_iso_duration(value: str) -> int:
-    """ISO 8601 duration in whole seconds; fractional seconds are rounded (§5.3)."""
+    """ISO 8601 duration in whole seconds; fractional seconds are rounded."""
     m = _ISO_DURATION.fullmatch(value)
     if m is None:
         raise ValueError(f"Invalid ISO 8601 duration value {quote(value)}")
@@ -136,3 +136,56 @@ def parse_iso_duration(value: str) -> int:
         # half-to-even, as the existing server's round() does.
         total += int(Decimal(seconds.replace(",", ".")).to_integral_value(ROUND_HALF_EVEN))
     return total
+
+
+def typed_value(index: Union[int, str], name: str, text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)``, None for empty text: a bad value is refused naming its record and field."""
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
+
+
+class RecordReader:
+    """The records of a CAR or StAR document, built one record element at a time as each closes.
+
+    The first invalid record's reason is kept and raised by :meth:`refuse_if_invalid`,
+    after the whole document has been read: a malformed document is refused as malformed,
+    as when it was parsed whole, whatever its records hold. Subclasses name the record
+    element (``tag``), say how one is read (``_read``) and what a refused message drops.
+    """
+
+    tag: str
+    empty_reason: str  # the reason for a document without any record element
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.records: list[Record] = []
+        self.count = 0
+        self.error: Optional[InvalidMessage] = None
+
+    def add(self, element: Element) -> None:
+        """Read one closed record element (the caller may clear it afterwards)."""
+        self.count += 1
+        if self.error is not None:
+            return
+        try:
+            self._read(element)
+        except InvalidMessage as exc:
+            self.error = exc
+            self._drop()  # the message is refused: no need to hold what it had
+
+    def _read(self, element: Element) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        self.records = []
+
+    def refuse_if_invalid(self) -> None:
+        """Raise InvalidMessage if the document had no record, or the first invalid one's reason."""
+        if not self.count:
+            raise InvalidMessage(self.empty_reason)
+        if self.error is not None:
+            raise self.error

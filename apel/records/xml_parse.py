@@ -1,8 +1,8 @@
-"""Route an XML message by its root element's namespace (messages.md §5.1).
+"""Route an XML message by its root element's namespace.
 
 The document is parsed incrementally and each record is read, then cleared, as soon
 as it closes, so memory follows the records kept, not the size of the document's tree
-(a 50 MB CAR message: about a fifth of the peak of parsing it whole). The namespace
+("Records" in docs/design.md). The namespace
 decides at the end which records the message has; every check, and the order in
 which a bad document's problems are reported, is as when the document was parsed whole.
 """

@@ -1,15 +1,15 @@
-"""EMI Storage Accounting Record (StAR 1.2) → storage and group-attribute records (§5.2)."""
+"""EMI Storage Accounting Record (StAR 1.2) → storage and group-attribute records."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 from xml.etree.ElementTree import Element
 
 from apel.records.build import build_record
 from apel.records.definitions import GROUP_ATTRIBUTE_SPEC, STAR_SPEC
-from apel.records.model import STORAGE, InvalidMessage, ParsedMessage, Record
-from apel.records.xml_common import attribute, parse_iso_datetime, text_of
+from apel.records.model import STORAGE, ParsedMessage, Record
+from apel.records.xml_common import RecordReader, attribute, parse_iso_datetime, text_of, typed_value
 
 STAR_NS = "http://eu-emi.eu/namespaces/2011/02/storagerecord"
 _Q = f"{{{STAR_NS}}}"
@@ -23,15 +23,6 @@ _TEXT_ELEMENTS = (
 _IN_RECORD = {"subgroup": "SubGroup", "role": "Role"}
 
 
-def _datetime(index: int, name: str, text: str) -> Any:
-    if not text:
-        return None
-    try:
-        return parse_iso_datetime(text)
-    except ValueError as exc:
-        raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
-
-
 def _parse_one(element: Element, index: int, now: datetime) -> tuple[Record, list[Record]]:
     raw: dict[str, Any] = {}
     identity = element.find(f".//{_Q}RecordIdentity")
@@ -41,7 +32,7 @@ def _parse_one(element: Element, index: int, now: datetime) -> tuple[Record, lis
             raw["RecordId"] = record_id.strip()
         create_time = attribute(identity, STAR_NS, "createTime")
         if create_time is not None:
-            raw["CreateTime"] = _datetime(index, "CreateTime", create_time.strip())
+            raw["CreateTime"] = typed_value(index, "CreateTime", create_time.strip(), parse_iso_datetime)
     for name in _TEXT_ELEMENTS:
         found = element.find(f".//{_Q}{name}")
         if found is not None:
@@ -49,7 +40,7 @@ def _parse_one(element: Element, index: int, now: datetime) -> tuple[Record, lis
     for name in ("StartTime", "EndTime"):
         found = element.find(f".//{_Q}{name}")
         if found is not None:
-            raw[name] = _datetime(index, name, text_of(found))
+            raw[name] = typed_value(index, name, text_of(found), parse_iso_datetime)
     others = []
     for group_attribute in element.iter(f"{_Q}GroupAttribute"):
         kind = attribute(group_attribute, STAR_NS, "attributeType")
@@ -68,37 +59,26 @@ def _parse_one(element: Element, index: int, now: datetime) -> tuple[Record, lis
     return record, attributes
 
 
-class StarReader:
+class StarReader(RecordReader):
     """The storage and group-attribute records of a StAR document, one
-    ``StorageUsageRecord`` at a time as each closes (see :class:`~apel.records.xml_car.CarReader`)."""
+    ``StorageUsageRecord`` at a time as each closes."""
 
     tag = f"{_Q}StorageUsageRecord"
+    empty_reason = "StAR message contains no StorageUsageRecord element"
 
     def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.records: list[Record] = []
         self.group_attributes: list[Record] = []
-        self.count = 0
-        self.error: Optional[InvalidMessage] = None
+        super().__init__(now)
 
-    def add(self, element: Element) -> None:
-        """Read one closed ``StorageUsageRecord`` (the caller may clear it afterwards)."""
-        self.count += 1
-        if self.error is not None:
-            return
-        try:
-            record, attributes = _parse_one(element, self.count, self.now)
-        except InvalidMessage as exc:
-            self.error = exc
-            self.records, self.group_attributes = [], []
-            return
+    def _read(self, element: Element) -> None:
+        record, attributes = _parse_one(element, self.count, self.now)
         self.records.append(record)
         self.group_attributes.extend(attributes)
 
+    def _drop(self) -> None:
+        self.records, self.group_attributes = [], []
+
     def message(self, root: Element) -> ParsedMessage:
         """The parsed message, or InvalidMessage: no record, or the first invalid one's reason."""
-        if not self.count:
-            raise InvalidMessage("StAR message contains no StorageUsageRecord element")
-        if self.error is not None:
-            raise self.error
+        self.refuse_if_invalid()
         return ParsedMessage(STORAGE, root.tag.rpartition("}")[2], self.records, self.group_attributes)

@@ -1,6 +1,6 @@
 """The loader service: messages from the ``incoming`` dirq queue into a backend.
 
-For each element of ``<msgpath>/incoming`` (``server.md`` §2): lock it (skip it if
+For each element of ``<msgpath>/incoming``: lock it (skip it if
 another loader holds it), read it, parse the whole message, write all its records
 in one transaction, then remove it. What can go wrong, and what happens:
 
@@ -11,10 +11,11 @@ in one transaction, then remove it. What can go wrong, and what happens:
 - the database is unreachable, lost, deadlocked (``DatabaseUnavailable``): the
   message is unlocked and stays in ``incoming``; the loader backs off (1 s
   doubling up to ``backoff_max``) and retries. A good message is never rejected
-  because of the database (``server.md`` §11 d);
+  because of the database (the existing loader rejected them during an outage);
 - anything else (a bug): the message is rejected with the exception text and the
-  loop goes on (§11 a). If the database turns out to be unreachable right after,
-  the message is kept instead, since the failure may not have been its fault.
+  loop goes on (one message must not stop the loader). If the database turns out to
+  be unreachable right after, the message is kept instead, since the failure may not
+  have been its fault.
 
 Crash safety: the commit happens before the element is removed, and the reject or
 accept copy is fsynced before it is removed too. After ``kill -9`` the element is
@@ -240,10 +241,9 @@ class Loader:
     def one_pass(self, stop: threading.Event) -> PassResult:
         """Visit every element of ``incoming`` once (stopping early on ``stop``).
 
-        Messages are handled one after the other. Reading ahead on a thread (parsing
-        the next message while the database writes this one) was tried and measured
-        slower on a busy 2-core host: the GIL hand-over after each database round
-        trip costs more than the overlap gains.
+        Messages are handled one after the other: reading ahead on a thread loses more
+        to the GIL hand-over after each database round trip than the overlap gains
+        ("Loader" in docs/design.md).
         """
         result = PassResult()
         started = time.perf_counter()

@@ -6,7 +6,7 @@ two (the GIL hand-over after every database round trip costs more than it gains)
 two processes can: while one parses, the other's rows are being written, and the
 database works on two connections at once. Each worker is a complete loader with its
 own database connection, element locks and lock keeper, exactly as if an operator had
-started several ``apeldbloader`` on the queue (which ``server.md`` allows); they share
+started several ``apeldbloader`` on the queue (which dirq's element locks allow); they share
 the parent's pidfile and log files.
 
 The parent only supervises:

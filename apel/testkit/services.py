@@ -3,9 +3,10 @@
 Used by the test suite, the benchmarks and the quick start. Each service gets free
 ports, keeps all its data under a private directory, is waited for until it
 answers, and is stopped by its own PID. Nothing here touches the system's own
-instances or ports. See ``shared/spec/test-services.md`` for the figures behind
-the choices (ActiveMQ run directly from its jar, mariadbd with ``--no-defaults``,
-slapd with an old-style config file).
+instances or ports. ActiveMQ runs directly from its launcher jar (not through the
+distribution's init script and its instance directories), mariadbd with ``--no-defaults``
+(no /etc/mysql configuration leaks in), slapd from an old-style config file (no
+cn=config to build); see "Test services" in docs/design.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Union
+from typing import Callable, TypeVar, Union
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -20,6 +20,7 @@ from ssm.crypto.errors import CryptoException
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 StatKey = tuple[int, int, int, int]
+_T = TypeVar("_T")
 
 
 def stat_key(path: str) -> StatKey:
@@ -35,44 +36,47 @@ _key_files: dict[str, tuple[StatKey, PrivateKey]] = {}
 
 def load_cert_file(path: str) -> x509.Certificate:
     """The PEM certificate at ``path``, parsed once per version of the file."""
-    try:
-        key = stat_key(path)
-    except OSError as e:
-        raise CryptoException(f"cannot read certificate {path}: {e.strerror}") from e
-    cached = _cert_files.get(path)
-    if cached and cached[0] == key:
-        return cached[1]
-    try:
-        with open(path, "rb") as handle:
-            cert = x509.load_pem_x509_certificate(handle.read())
-    except OSError as e:
-        raise CryptoException(f"cannot read certificate {path}: {e.strerror}") from e
-    except ValueError as e:
-        raise CryptoException(f"{path} is not a PEM certificate: {e}") from e
-    with _file_lock:
-        _cert_files[path] = (key, cert)
-    return cert
+    return _parsed_once(path, _cert_files, "certificate", _parse_cert)
 
 
 def load_key_file(path: str) -> PrivateKey:
     """The unencrypted PEM private key at ``path``, parsed (and validated) once per version."""
+    return _parsed_once(path, _key_files, "private key", _parse_key)
+
+
+def _parsed_once(path: str, cache: dict[str, tuple[StatKey, _T]], what: str,
+                 parse: Callable[[str, bytes], _T]) -> _T:
+    """``parse(path, contents)`` of the file, or the cached result while its stat is unchanged."""
     try:
         key = stat_key(path)
     except OSError as e:
-        raise CryptoException(f"cannot read private key {path}: {e.strerror}") from e
-    cached = _key_files.get(path)
+        raise CryptoException(f"cannot read {what} {path}: {e.strerror}") from e
+    cached = cache.get(path)
     if cached and cached[0] == key:
         return cached[1]
     try:
         with open(path, "rb") as handle:
-            private_key = serialization.load_pem_private_key(handle.read(), password=None)
+            contents = handle.read()
     except OSError as e:
-        raise CryptoException(f"cannot read private key {path}: {e.strerror}") from e
+        raise CryptoException(f"cannot read {what} {path}: {e.strerror}") from e
+    parsed = parse(path, contents)
+    with _file_lock:
+        cache[path] = (key, parsed)
+    return parsed
+
+
+def _parse_cert(path: str, contents: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(contents)
+    except ValueError as e:
+        raise CryptoException(f"{path} is not a PEM certificate: {e}") from e
+
+
+def _parse_key(path: str, contents: bytes) -> PrivateKey:
+    try:
+        private_key = serialization.load_pem_private_key(contents, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise CryptoException(f"{path} is not an unencrypted PEM private key: {e}") from e
     if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise CryptoException(f"{path}: only RSA and EC keys are supported")
-    with _file_lock:
-        _key_files[path] = (key, private_key)
     return private_key
-

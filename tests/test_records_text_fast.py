@@ -1,6 +1,6 @@
 """The bulk reader of canonical text messages agrees with the exact record-by-record path.
 
-``apel.records.canonical`` may decline a message (None: the exact path then reads it),
+``apel.records.text_fast`` may decline a message (None: the exact path then reads it),
 but whatever it returns must be what the exact path returns -- the same records, key
 order included -- and whatever it raises must be the exact path's reason, byte for byte.
 Messages are realistic samples, rendered, then edited at random: values swapped for
@@ -27,9 +27,9 @@ from apel.records import (
     parse_message,
     render_message,
 )
-from apel.records.canonical import reader_for
 from apel.records.fields import EPOCH, EPOCH_MAX, EPOCH_MIN
 from apel.records.text import parse_records, route
+from apel.records.text_fast import reader_for
 from apel.samples import cloud_records, job_records, summary_records
 
 UTC = timezone.utc

@@ -1,7 +1,7 @@
 """v0.4 benchmark dicts: ``{HEPscore23: 15.3, hepspec: 11.4}`` → ``("hepscore23", 15.3)``.
 
 v0.4 messages carry the benchmark inside the value instead of a separate
-``ServiceLevelType`` line (messages.md §3.5); this module picks the one benchmark
+``ServiceLevelType`` line; this module picks the one benchmark
 a record is accounted in, by the priority the existing server uses.
 """
 
