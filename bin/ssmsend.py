@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import os
 
+from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.config import FILE, NEW_DIR, ConfigFile
+from acctbase.logs import setup_logging
 from ssm import __version__
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import FILE, NEW_DIR, ConfigFile
-from ssm.logs import setup_logging
 
 PROG = "ssmsend"
 DEFAULT_CONFIG = "/etc/apel/sender.cfg"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
-from ssm.cli import FatalError
-from ssm.config import ConfigFile, host_problem
+from acctbase.cli import FatalError
+from acctbase.config import ConfigFile, host_problem
 
 log = logging.getLogger(__name__)
 

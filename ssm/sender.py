@@ -31,8 +31,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from acctbase.cli import FatalError
 from ssm.brokers import Broker
-from ssm.cli import FatalError
 from ssm.queues import OutgoingQueue
 from ssm.split import CannotSplit, iter_parts, split_message
 from ssm.stomp_link import LinkError, StompLink, TLSSettings

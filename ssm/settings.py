@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from acctbase.cli import FatalError
+from acctbase.config import DIR, FILE, ConfigFile
 from ssm.brokers import Broker, brokers_from_config
-from ssm.cli import FatalError
-from ssm.config import DIR, FILE, ConfigFile
 from ssm.stomp_link import TLSSettings
 
 log = logging.getLogger(__name__)

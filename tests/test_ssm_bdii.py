@@ -12,9 +12,9 @@ from test_ssm_support import (
     write_sender_cfg,
 )
 
+from acctbase.cli import FatalError
 from apel.testkit.services import Slapd, free_port
 from ssm.brokers import Broker, discover, parse_endpoint, parse_host_list
-from ssm.cli import FatalError
 from ssm.queues import DirqOutgoingQueue
 
 pytestmark = pytest.mark.timeout(60)

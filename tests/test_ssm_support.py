@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
-from ssm.pidfile import read_pid
+from acctbase.pidfile import read_pid
 from ssm.queues import DirqOutgoingQueue, open_incoming, open_reject, read_all
 
 BIN = os.path.dirname(sys.executable)

@@ -251,7 +251,7 @@ def test_sign_message_checks_every_step(signer, pki):
     ("receiver.cfg", ["receiver", "broker", "certificates", "messaging", "logging", "daemon"]),
 ])
 def test_shipped_configs_parse(name, sections):
-    from ssm.config import ConfigFile
+    from acctbase.config import ConfigFile
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = ConfigFile(os.path.join(here, "conf", name))
@@ -266,7 +266,7 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
     must always find a PID: an empty file would pass for a stale one."""
     import threading
 
-    from ssm.pidfile import PidFile
+    from acctbase.pidfile import PidFile
 
     path = str(tmp_path / "run" / "svc.pid")
     done = threading.Event()
@@ -300,8 +300,8 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
 
 
 def _try_pidfile(path: str, start, results) -> None:
-    from ssm.cli import FatalError
-    from ssm.pidfile import PidFile
+    from acctbase.cli import FatalError
+    from acctbase.pidfile import PidFile
 
     lock = PidFile(path)
     start.wait()

@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Callable, Optional
 
-from ssm.config import ConfigError
+from acctbase.config import ConfigError
 
 log = logging.getLogger(__name__)
 

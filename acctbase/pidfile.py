@@ -16,7 +16,7 @@ import fcntl
 import os
 from typing import Callable, Optional
 
-from ssm.cli import FatalError
+from acctbase.cli import FatalError
 
 
 def read_pid(path: str) -> Optional[int]:

@@ -19,10 +19,10 @@ from typing import Callable, Optional
 
 import daemon
 
-from ssm import signals
-from ssm.cli import FatalError
-from ssm.logs import log_handler_streams
-from ssm.pidfile import PidFile, read_pid
+from acctbase import signals
+from acctbase.cli import FatalError
+from acctbase.logs import log_handler_streams
+from acctbase.pidfile import PidFile, read_pid
 
 log = logging.getLogger(__name__)
 
