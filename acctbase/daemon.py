@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import daemon
 
 from acctbase import signals
-from acctbase.cli import FatalError
+from acctbase.exceptions import DaemonStartError
 from acctbase.logs import log_handler_streams
 from acctbase.pidfile import PidFile, read_pid
 
@@ -94,4 +94,4 @@ def _wait_for_daemon(pidfile: str, launcher: int, child: int, timeout: float = 3
         if pid is None:  # removed: the daemon stopped before it could start
             break
         time.sleep(0.01)
-    raise FatalError(f"the daemon did not start; see its log (pidfile {pidfile})")
+    raise DaemonStartError(f"the daemon did not start; see its log (pidfile {pidfile})")

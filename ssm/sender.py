@@ -31,8 +31,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-from acctbase.cli import FatalError
 from ssm.brokers import Broker
+from ssm.exceptions import SendError
 from ssm.queues import OutgoingQueue
 from ssm.split import CannotSplit, iter_parts, split_message
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
@@ -390,7 +390,7 @@ class Sender:
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Send everything queued; FatalError (one line) unless every message was sent."""
+        """Send everything queued; SendError (one line) unless every message was sent."""
         try:
             self.queue.purge()  # release locks left by a crashed run more than 600 s ago
         except OSError as exc:
@@ -406,7 +406,7 @@ class Sender:
         except LinkError as exc:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
-            raise FatalError(f"Attempts to start the SSM failed: {exc}") from None
+            raise SendError(f"Attempts to start the SSM failed: {exc}") from None
         preparer = threading.Thread(target=self._prepare_all, args=(names, pool), name="ssm-sign",
                                     daemon=True)
         preparer.start()
@@ -435,11 +435,11 @@ class Sender:
         log.info("Sent %d messages.", self.sent)
         if failure:
             unsent = len(names) + self._split_extra - self.sent
-            raise FatalError(f"{failure}; {self.sent} sent, {unsent} unsent messages stay queued")
+            raise SendError(f"{failure}; {self.sent} sent, {unsent} unsent messages stay queued")
         if self._problems:
             first = self._problems[0]
             more = f" (and {len(self._problems) - 1} more)" if len(self._problems) > 1 else ""
-            raise FatalError(f"{len(self._problems)} message(s) not sent: {first}{more}")
+            raise SendError(f"{len(self._problems)} message(s) not sent: {first}{more}")
         if self._locked_elsewhere:
             log.warning("%d locked messages were skipped (another run holds them, or a stale lock "
                         "that the next purge releases)", self._locked_elsewhere)

@@ -300,14 +300,14 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
 
 
 def _try_pidfile(path: str, start, results) -> None:
-    from acctbase.cli import FatalError
+    from acctbase.exceptions import PidfileError
     from acctbase.pidfile import PidFile
 
     lock = PidFile(path)
     start.wait()
     try:
         lock.acquire()
-    except FatalError:
+    except PidfileError:
         results.put(False)
         return
     results.put(True)
