@@ -14,16 +14,15 @@ are created 0600 / directories 0700 (spec §12 items 2 and 8).
 from __future__ import annotations
 
 import abc
-import ctypes
 import logging
 import os
-import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 from dirq.queue import Queue
 from dirq.QueueSimple import QueueSimple
+
+from acctbase import durable
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +174,7 @@ class DirectoryOutgoingQueue(OutgoingQueue):
     def add(self, data: str | bytes) -> str:
         name = str(uuid.uuid4())
         raw = data.encode("utf-8") if isinstance(data, str) else data
-        temp = os.path.join(self.path, f".{name}.tmp")
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.rename(temp, os.path.join(self.path, name))
+        durable.write_atomic(os.path.join(self.path, name), raw, 0o600)  # a ".name" temporary: ignored
         return name
 
 
@@ -190,66 +185,6 @@ def open_outgoing(path: str, path_type: str = "dirq") -> OutgoingQueue:
     if path_type == "directory":
         return DirectoryOutgoingQueue(path)
     raise QueueIOError(f"Unsupported path_type {path_type!r} (use dirq or directory)")
-
-
-# Concurrent fsync calls share journal commits (ext4/xfs group commit), so syncing the
-# files of a batch from several threads costs little more than syncing one.
-_SYNC_THREADS = 8
-_sync_pool: Optional[ThreadPoolExecutor] = None
-
-
-def _fsync_all(paths: list[str]) -> None:
-    global _sync_pool
-    if len(paths) <= 1:
-        for path in paths:
-            fsync_path(path)
-        return
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssm-fsync")
-    chunks = [paths[i::_SYNC_THREADS] for i in range(min(_SYNC_THREADS, len(paths)))]
-    for future in [_sync_pool.submit(_fsync_paths, chunk) for chunk in chunks]:
-        future.result()
-
-
-def _fsync_paths(paths: list[str]) -> None:
-    for path in paths:
-        fsync_path(path)
-
-
-def fsync_path(path: str) -> None:
-    """Flush one file or directory to disk (a directory: the names in it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _kernel_at_least(major: int, minor: int) -> bool:
-    system = os.uname()
-    numbers = re.match(r"(\d+)\.(\d+)", system.release)
-    return system.sysname == "Linux" and numbers is not None and \
-        (int(numbers[1]), int(numbers[2])) >= (major, minor)
-
-
-def _load_syncfs() -> Optional[Callable[[int], int]]:
-    """libc's ``syncfs``, where it reports write-back errors (Linux 5.8 and later).
-
-    Older kernels return 0 from ``syncfs`` even when writing back failed, so there
-    a lost write would go unnoticed: those keep syncing file by file.
-    """
-    if not _kernel_at_least(5, 8):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_syncfs = _load_syncfs()
 
 
 class DurableQueue:
@@ -290,13 +225,12 @@ class DurableQueue:
         """
         fd = None
         try:
-            if _syncfs is not None:  # opened before writing: syncfs reports write-back errors since
-                fd = os.open(self.path, os.O_RDONLY)
+            fd = durable.open_for_syncfs(self.path)
             names = [self._queue.add(self._encoded(data)) for data in items]
             if fd is not None:
-                self._sync_filesystem(fd)
+                durable.syncfs(fd)
             else:
-                self._fsync_elements(items, names)
+                durable.sync_new(self._element_files(items, names), self.path)
         except Exception as exc:  # dirq raises OSError, IOError and QueueError
             raise QueueIOError(f"cannot write to queue {self.path}: {exc}") from exc
         finally:
@@ -309,22 +243,9 @@ class DurableQueue:
         return {key: value.encode("utf-8") if key in self._binary and isinstance(value, str) else value
                 for key, value in data.items()}
 
-    @staticmethod
-    def _sync_filesystem(fd: int) -> None:
-        assert _syncfs is not None
-        if _syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"syncfs: {os.strerror(error)}")
-
-    def _fsync_elements(self, items: list[dict[str, str | bytes]], names: list[str]) -> None:
-        files, elements, buckets = [], [], set()
-        for data, name in zip(items, names):
-            element = os.path.join(self.path, name)
-            files.extend(os.path.join(element, field) for field in data)  # one file per field
-            elements.append(element)
-            buckets.add(os.path.dirname(element))
-        _fsync_all(files + elements)
-        _fsync_all(sorted(buckets) + [self.path])
+    def _element_files(self, items: list[dict[str, str | bytes]], names: list[str]) -> list[str]:
+        """The files dirq wrote: one per field of each element."""
+        return [os.path.join(self.path, name, field) for data, name in zip(items, names) for field in data]
 
     def names(self) -> list[str]:
         return list(self._queue)

@@ -12,7 +12,7 @@ import pytest
 from dirq.queue import Queue
 from test_ssm_support import openssl_sign
 
-import ssm.queues as ssm_queues
+import acctbase.durable as durable
 from ssm import crypto
 from ssm.dns import AllowedDNs, DNFileError, parse_dns, read_dns
 from ssm.queues import (
@@ -92,10 +92,10 @@ def test_dirq_outgoing_lock_semantics(tmp_path):
 @pytest.fixture(params=["syncfs", "fsync each path"])
 def sync_mode(request, monkeypatch):
     """Both ways of making a batch durable: one syncfs (Linux >= 5.8), or fsync per path."""
-    if request.param == "syncfs" and ssm_queues._syncfs is None:
+    if request.param == "syncfs" and durable._syncfs is None:
         pytest.skip("syncfs does not report write-back errors on this kernel")
     if request.param != "syncfs":
-        monkeypatch.setattr(ssm_queues, "_syncfs", None)
+        monkeypatch.setattr(durable, "_syncfs", None)
     return request.param
 
 
@@ -135,7 +135,7 @@ def test_write_back_error_reported_by_syncfs_fails_the_batch(tmp_path, monkeypat
         ctypes.set_errno(errno.EIO)
         return -1
 
-    monkeypatch.setattr(ssm_queues, "_syncfs", failing_syncfs)
+    monkeypatch.setattr(durable, "_syncfs", failing_syncfs)
     with pytest.raises(QueueIOError, match="syncfs: Input/output error"):
         incoming.add_many([{"body": "b", "signer": "s", "empaid": "e"}])
 

@@ -14,11 +14,11 @@ file has two failure modes, and each has a guard here:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from acctbase.durable import TemporaryFileError
+from acctbase.durable import write_atomic as write_durably
 from apel.auth.exceptions import DNFileError, UnsafeListError
 
 log = logging.getLogger(__name__)
@@ -155,45 +155,14 @@ def check_safe(new_count: int, current_count: Optional[int], max_shrink: float) 
 
 
 def write_atomic(path: str, dns: list[str]) -> None:
-    """Replace ``path`` with one DN per line, so that a reader sees the old or the new file.
-
-    The temporary file is in the same directory (rename is atomic only within one
-    file system), gets mode 0644 whatever the umask, is synced before the rename, and
-    the directory is synced after it so the rename survives a crash.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
+    """Replace ``path`` with one DN per line, so that a reader sees the old or the new file."""
     content = "".join(f"{dn}\n" for dn in dns).encode("utf-8")
     try:
-        fd, temp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        write_durably(path, content, FILE_MODE)
+    except TemporaryFileError as exc:
+        raise DNFileError(f"cannot create a temporary file in {exc.filename}: {_reason(exc)}") from None
     except OSError as exc:
-        raise DNFileError(f"cannot create a temporary file in {directory}: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), FILE_MODE)
-            os.fsync(handle.fileno())
-        os.replace(temp_path, path)
-    except OSError as exc:
-        try:
-            os.unlink(temp_path)
-        except OSError:
-            pass
         raise DNFileError(f"cannot write the DN file {path}: {_reason(exc)}") from None
-    _sync_directory(directory)
-
-
-def _sync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the rename itself is done
-    finally:
-        os.close(fd)
 
 
 def _reason(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from typing import Optional
 
 from dirq.queue import Queue
 
-from ssm.queues import fsync_path
+from acctbase.durable import sync_new
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ def add_durably(queue: Queue, data: dict) -> str:
     """
     name = queue.add(data)
     element = os.path.join(queue.path, name)
-    for field in os.listdir(element):
-        fsync_path(os.path.join(element, field))
-    fsync_path(element)
-    fsync_path(os.path.dirname(element))  # the rename's target directory
-    fsync_path(queue.path)  # a new intermediate directory may have been created
+    sync_new([os.path.join(element, field) for field in os.listdir(element)], queue.path)
     return name
 
 
