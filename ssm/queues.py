@@ -26,13 +26,27 @@ from acctbase import durable
 
 log = logging.getLogger(__name__)
 
+# Every queue file and directory, here and in the loader's queues, is private to the
+# service account.
 QUEUE_UMASK = 0o077
 
-INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
-# A rejected body is kept as the bytes that arrived (binary): it may not be UTF-8, and
-# an operator must be able to inspect it and load it again exactly as it was sent.
-# Valid UTF-8 is the same file either way, so readers using "string" still read those.
+# The layout of the queues the receiver writes and the loader reads, defined once.
+# Writers set body, signer and empaid; ``error`` is there when an operator moved a
+# rejected element back for another try. A rejected body is kept as the bytes that
+# arrived (binary): it may not be UTF-8, and an operator must be able to inspect it and
+# load it again exactly as it was sent.
+INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?", "error": "string?"}
 REJECT_SCHEMA = {"body": "binary", "signer": "string?", "empaid": "string?", "error": "string"}
+
+
+def as_bytes(schema: dict[str, str]) -> dict[str, str]:
+    """``schema`` with its text fields read and written as the bytes on disk.
+
+    UTF-8 text is the same file under either type, so a reader that must see exactly
+    what arrived (the loader: dirq's text reading drops a truncated multi-byte
+    character at the end of a file) opens the same queue this way.
+    """
+    return {name: kind.replace("string", "binary") for name, kind in schema.items()}
 
 PATH_TYPES = ("dirq", "directory")
 

@@ -27,19 +27,18 @@ from typing import Optional
 from dirq.queue import Queue
 
 from acctbase.durable import sync_new
+from ssm.queues import INCOMING_SCHEMA as RECEIVER_INCOMING_SCHEMA
+from ssm.queues import QUEUE_UMASK, as_bytes
+from ssm.queues import REJECT_SCHEMA as RECEIVER_REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 
-# Field schemas (messages.md §1). Writers (ssmreceive, REST) set body/signer/empaid as UTF-8
-# text. The loader reads and rejects them as bytes: dirq's text reading silently drops a
-# truncated multi-byte character at the end of a file, and a message that is not UTF-8 must
-# reach the reject queue byte for byte, for the operator to inspect and reprocess. On disk,
-# UTF-8 text is the same under either schema.
-INCOMING_SCHEMA = {"body": "binary", "signer": "binary", "empaid": "binary?", "error": "binary?"}
-REJECT_SCHEMA = {"body": "binary", "signer": "binary?", "empaid": "binary?", "error": "string"}
+# The receiver's queues read and rejected as bytes: a message that is not UTF-8 must
+# reach the reject queue byte for byte, for the operator to inspect and reprocess. The
+# reason the loader gives is its own text.
+INCOMING_SCHEMA = as_bytes(RECEIVER_INCOMING_SCHEMA)
+REJECT_SCHEMA = {**as_bytes(RECEIVER_REJECT_SCHEMA), "error": "string"}
 ACCEPT_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
-# Queue files and directories are private to the service account (ssm.md §12.8).
-QUEUE_UMASK = 0o077
 REGISTRY_FILE = ".apeldbloader.lock"
 
 

@@ -60,11 +60,11 @@ from apel.services.unloader_settings import (
     records_per_message,
 )
 from apel.services.unloader_sql import SQL_TIME, Selection, build_selection
+from ssm.queues import QUEUE_UMASK
 
 log = logging.getLogger("apel.unloader")
 
 SENT = "sent"  # the LastUpdated type of the "latest" watermark
-QUEUE_UMASK = 0o077
 
 
 def _converter(kind: str) -> Optional[Callable[[Any], Any]]:
