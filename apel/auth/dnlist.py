@@ -20,6 +20,7 @@ from typing import Optional
 from acctbase.durable import TemporaryFileError
 from acctbase.durable import write_atomic as write_durably
 from apel.auth.exceptions import DNFileError, UnsafeListError
+from ssm.dns import dn_lines, parse_dns
 
 log = logging.getLogger(__name__)
 
@@ -61,34 +62,24 @@ def read_list_file(path: Optional[str], what: str) -> list[str]:
         return []
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return dn_lines(handle.read())
     except FileNotFoundError:
         log.warning("%s file %s does not exist; using no %s DNs", what, path, what)
         return []
     except (OSError, UnicodeDecodeError) as exc:
         raise DNFileError(f"cannot read the {what} file {path}: {_reason(exc)}") from None
-    entries = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            log.debug("%s file %s: comment skipped: %s", what, path, line)
-            continue
-        entries.append(line)
-    return entries
 
 
 def count_current(path: str) -> Optional[int]:
     """How many distinct DNs the receiver finds in the current file; None if there is none."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+            text = handle.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise DNFileError(f"cannot read the current DN file {path}: {_reason(exc)}") from None
-    return len({line.strip() for line in lines if line.strip().startswith("/")})
+    return len(parse_dns(text, path, warn=False))
 
 
 @dataclass
