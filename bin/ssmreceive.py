@@ -74,8 +74,8 @@ def _main() -> int:
     os.umask(0o077)
 
     from acctbase.daemon import run_service
-    from ssm.dns import AllowedDNs, DNFileError
-    from ssm.queues import QueueIOError, open_incoming, open_reject
+    from ssm.allowed_dns import AllowedDNs, DNFileError
+    from ssm.dirqueue import QueueIOError, open_incoming, open_reject
     from ssm.receiver import Receiver
     from ssm.settings import check_host_certificate, read_common
 

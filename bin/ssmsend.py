@@ -30,7 +30,7 @@ def _main() -> int:
     os.umask(0o077)
 
     from ssm import crypto
-    from ssm.queues import QueueIOError, open_outgoing
+    from ssm.dirqueue import QueueIOError, open_outgoing
     from ssm.sender import Sender, SenderOptions
     from ssm.settings import MAX_TIMEOUT, check_host_certificate, read_common
 

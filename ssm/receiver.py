@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from ssm.allowed_dns import AllowedDNs
 from ssm.brokers import Broker
-from ssm.dns import AllowedDNs
-from ssm.queues import DurableQueue, QueueIOError
+from ssm.dirqueue import DurableQueue, QueueIOError
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
 
 if TYPE_CHECKING:

@@ -32,16 +32,12 @@ from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
 from ssm.brokers import Broker
+from ssm.dirqueue import OutgoingQueue
 from ssm.exceptions import SendError
-from ssm.queues import OutgoingQueue
 from ssm.split import CannotSplit, iter_parts, split_message
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
 
 log = logging.getLogger(__name__)
-
-SMIME_MARKERS = ("application/x-pkcs7-signature", "application/pkcs7-signature",
-                 "application/x-pkcs7-mime", "application/pkcs7-mime")
-
 
 @dataclass
 class SenderOptions:
@@ -77,7 +73,8 @@ ENCRYPTED_GROWTH = 1.45
 def sign_message(
     text: str, certificate: str, key: str, server_cert: Optional[str]
 ) -> tuple[Optional[str], str]:
-    """(S/MIME body, "") or (None, why): every crypto step checked, never an empty body.
+    """(S/MIME body, "") or (None, why); the crypto functions raise rather than return
+    an empty or unsigned document.
 
     Top-level so that a worker process can run it.
     """
@@ -85,12 +82,8 @@ def sign_message(
 
     try:
         body = crypto.sign(text, certificate, key)
-        if not body or not any(marker in body for marker in SMIME_MARKERS):
-            return None, "signing produced no S/MIME document"
         if server_cert:
             body = crypto.encrypt(body, server_cert)
-            if not body or not any(marker in body for marker in SMIME_MARKERS):
-                return None, "encryption produced no S/MIME document"
     except crypto.CryptoException as exc:
         return None, f"could not be signed or encrypted: {exc}"
     return body, ""

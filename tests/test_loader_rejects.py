@@ -22,7 +22,7 @@ from test_loader import JOB_V03, SIGNER, LoaderEnv
 
 from apel.db.backend import load_backend
 from apel.services.loader import EXIT_REJECTED, Loader, LoaderSettings
-from ssm.queues import open_incoming
+from ssm.dirqueue import open_incoming
 
 RAW_SCHEMA = {"body": "binary", "signer": "binary", "empaid": "binary?"}
 GOOD = JOB_V03.encode("utf-8")

@@ -14,8 +14,8 @@ from test_ssm_support import (
 
 from apel.testkit.services import Slapd, free_port
 from ssm.brokers import Broker, discover, parse_endpoint, parse_host_list
+from ssm.dirqueue import DirqOutgoingQueue
 from ssm.exceptions import BrokerDiscoveryError
-from ssm.queues import DirqOutgoingQueue
 
 pytestmark = pytest.mark.timeout(60)
 

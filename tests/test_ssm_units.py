@@ -14,8 +14,8 @@ from test_ssm_support import openssl_sign
 
 import acctbase.durable as durable
 from ssm import crypto
-from ssm.dns import AllowedDNs, DNFileError, parse_dns, read_dns
-from ssm.queues import (
+from ssm.allowed_dns import AllowedDNs, DNFileError, parse_dns, read_dns
+from ssm.dirqueue import (
     INCOMING_SCHEMA,
     DirectoryOutgoingQueue,
     DirqOutgoingQueue,

@@ -20,7 +20,7 @@ from typing import Optional
 from acctbase.durable import TemporaryFileError
 from acctbase.durable import write_atomic as write_durably
 from apel.auth.exceptions import DNFileError, UnsafeListError
-from ssm.dns import dn_lines, parse_dns
+from ssm.allowed_dns import dn_lines, parse_dns
 
 log = logging.getLogger(__name__)
 

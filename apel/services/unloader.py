@@ -60,7 +60,7 @@ from apel.services.unloader_settings import (
     records_per_message,
 )
 from apel.services.unloader_sql import SQL_TIME, Selection, build_selection
-from ssm.queues import QUEUE_UMASK
+from ssm.dirqueue import QUEUE_UMASK
 
 log = logging.getLogger("apel.unloader")
 

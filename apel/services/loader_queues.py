@@ -27,9 +27,9 @@ from typing import Optional
 from dirq.queue import Queue
 
 from acctbase.durable import sync_new
-from ssm.queues import INCOMING_SCHEMA as RECEIVER_INCOMING_SCHEMA
-from ssm.queues import QUEUE_UMASK, as_bytes
-from ssm.queues import REJECT_SCHEMA as RECEIVER_REJECT_SCHEMA
+from ssm.dirqueue import INCOMING_SCHEMA as RECEIVER_INCOMING_SCHEMA
+from ssm.dirqueue import QUEUE_UMASK, as_bytes
+from ssm.dirqueue import REJECT_SCHEMA as RECEIVER_REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 

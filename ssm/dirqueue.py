@@ -48,8 +48,6 @@ def as_bytes(schema: dict[str, str]) -> dict[str, str]:
     """
     return {name: kind.replace("string", "binary") for name, kind in schema.items()}
 
-PATH_TYPES = ("dirq", "directory")
-
 
 class QueueIOError(Exception):
     """A queue could not be opened, read or written; the message says which path."""
