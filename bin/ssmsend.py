@@ -31,8 +31,9 @@ def _main() -> int:
 
     from ssm import crypto
     from ssm.dirqueue import QueueIOError, open_outgoing
-    from ssm.sender import Sender, SenderOptions
+    from ssm.sender import Sender
     from ssm.settings import MAX_TIMEOUT, check_host_certificate, read_common
+    from ssm.sign_ahead import SenderOptions
 
     common = read_common(config, "sender")
     log.info("Starting sending SSM version %s.", __version__)

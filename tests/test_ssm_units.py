@@ -25,7 +25,7 @@ from ssm.dirqueue import (
     open_reject,
 )
 from ssm.receiver import ReceiverOptions, clip_values, handle_message
-from ssm.sender import sign_message
+from ssm.sign_ahead import sign_message
 
 pytestmark = pytest.mark.timeout(60)
 
