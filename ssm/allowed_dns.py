@@ -1,9 +1,9 @@
-"""The allowed-signer DN file (default ``/etc/apel/dns``), spec §8.
+"""The allowed-signer DN file (default ``/etc/apel/dns``).
 
 One slash-form DN per line; blank and ``#`` lines are skipped, other lines that do
 not start with ``/`` are warned about and ignored. The receiver keeps the last good
-list when a reload finds the file empty or unreadable (the existing SSM died,
-spec §12), so a half-written file from ``retrieve_dns`` cannot stop the service.
+list when a reload finds the file empty or unreadable (the existing SSM died), so
+a half-written file from ``retrieve_dns`` cannot stop the service.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ plain directory, behind one small interface so the sender never knows which. The
 message id is the element name (``5ba24c88/5ba24c8f0f129d``) or the file name.
 
 Incoming and reject (receiver): dirq ``Queue`` elements with the schemas the
-existing SSM, the loader and operators' tools read (spec §9.1). Unlike the existing
-SSM, a message is written durably before ``add`` returns (files and directories
-fsync'd) because the caller acknowledges it to the broker right after, and files
-are created 0600 / directories 0700 (spec §12 items 2 and 8).
+existing SSM, the loader and operators' tools read. Unlike the existing SSM, a
+message is written durably before ``add`` returns (``acctbase.durable``) because
+the caller acknowledges it to the broker right after, and files are created 0600 /
+directories 0700.
 """
 
 from __future__ import annotations
@@ -204,13 +204,9 @@ class DurableQueue:
 
     ``add_many`` writes several elements and then syncs them together, which lets
     the receiver acknowledge a burst of messages for little more than the cost of
-    one. On Linux 5.8 and later that is one ``syncfs`` of the queue's filesystem:
-    measured on ext4 it costs a third of the machine's CPU time of syncing each
-    file and directory (0.25 against 0.72 ms per 10 KB message, the kernel's
-    write-back included), because the batch is written back in one pass, with one
-    device flush (and one journal commit where there is a journal), instead of one
-    per fsync. It also flushes whatever else is waiting to be written on that
-    filesystem, which the kernel would write within seconds anyway.
+    one. On Linux 5.8 and later that is one ``syncfs`` of the queue's filesystem
+    (why: ``docs/design.md``, "Base layer and queues"); elsewhere the files and the
+    directories naming them are fsynced, several at a time.
     """
 
     def __init__(self, path: str, schema: dict[str, str]) -> None:

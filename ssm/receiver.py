@@ -1,6 +1,6 @@
 """``ssmreceive``: take messages off the broker(s) and store them durably.
 
-Compared with the existing SSM (spec §5, §12):
+Compared with the existing SSM:
 
 * ``ack: client-individual``, and a message is acknowledged only after it has been
   written and fsync'd to ``incoming`` or ``reject``; a write failure means no ack,

@@ -1,7 +1,7 @@
 """What ``sender.cfg`` and ``receiver.cfg`` share, read once and checked up front.
 
 Both programs resolve the protocol, the broker list, the TLS settings and the
-host certificate the same way (spec §3, §4 steps 1-3), and fail with one line
+host certificate the same way, and fail with one line
 before touching any queue or broker when something is wrong.
 """
 

@@ -171,11 +171,11 @@ class SignAhead:
         """Replace a message over max_message_size by parts that should fit, reading it in pieces.
 
         Each part is queued (and locked for this run) as soon as it is cut, and the
-        original removed once all are, so the message is never in memory whole (a
-        200 MB message made ssmsend use 2 GB) and the queue always holds every record
-        (a crash in between only duplicates records, which the server replaces by
-        key). The parts are then prepared like any message: one still too big once
-        signed is split again, in memory, by ``_split``.
+        original removed once all are, so the message is never in memory whole and
+        the queue always holds every record (a crash in between only duplicates
+        records, which the server replaces by key). The parts are then prepared like
+        any message: one still too big once signed is split again, in memory, by
+        ``_split``.
         """
         limit = self.options.max_message_size
         growth = ENCRYPTED_GROWTH if self.options.server_cert else 1.0

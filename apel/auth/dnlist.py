@@ -1,6 +1,6 @@
 """The allowed-DN list: which DNs are valid, how the sources merge, and safe replacement.
 
-The file is read by the SSM receiver (``ssm.md`` §8): one DN per line in the OpenSSL
+The file is read by the SSM receiver (``ssm.allowed_dns``): one DN per line in the OpenSSL
 slash form; the receiver skips blank and ``#`` lines and compares DNs exactly. A bad
 file has two failure modes, and each has a guard here:
 
@@ -31,7 +31,7 @@ FILE_MODE = 0o644  # the receiver runs as another user and must read it
 def dn_problem(dn: str) -> Optional[str]:
     """Why ``dn`` is not a valid DN for the list, or None when it is.
 
-    The rules of retrieve_dns's verify_dn (``server.md`` §3): it starts with ``/``,
+    The rules of retrieve_dns's verify_dn: it starts with ``/``,
     it has at least two components, and no component ends with ``", "``. Added here:
     no control characters (an embedded newline would smuggle a second line into the
     file) and no empty component (``//`` or a trailing ``/`` is never a real DN).

@@ -1,7 +1,7 @@
 """The loader's directory queues: schemas, durable writes and lock recovery.
 
 The queues are python-dirq ``Queue`` directories shared with the SSM receiver
-(``messages.md`` §1, ``ssm.md`` §9.1). dirq itself never fsyncs and recognises a
+(their layout is ``ssm.dirqueue``'s). dirq itself never fsyncs and recognises a
 stale lock only by its age, so this module adds what the loader needs on top:
 
 - ``add_durably``: a reject/accept copy is on disk before the incoming element is
