@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.9",
     # bin/ and schemas/ keep the layout packagers know, and are installed as the
     # importable packages apel_bin (entry points) and apel_schemas (SQL files).
-    packages=find_packages(include=["ssm", "ssm.*", "apel", "apel.*"]) + ["apel_bin", "apel_schemas"],
+    packages=find_packages(include=["acctbase", "acctbase.*", "ssm", "ssm.*", "apel", "apel.*"])
+    + ["apel_bin", "apel_schemas"],
     package_dir={"apel_bin": "bin", "apel_schemas": "schemas"},
     package_data={"apel_schemas": ["*.sql"]},
     install_requires=[

@@ -39,7 +39,7 @@ from apel.testkit.pki import TestPKI
 from apel.testkit.services import ActiveMQ
 from ssm import crypto
 from ssm.brokers import Broker
-from ssm.queues import DirqOutgoingQueue, open_incoming
+from ssm.dirqueue import DirqOutgoingQueue, open_incoming
 from ssm.stomp_link import StompLink, TLSSettings
 
 BIN = os.path.dirname(sys.executable)

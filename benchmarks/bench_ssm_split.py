@@ -120,7 +120,7 @@ def _baseline(base: str, pki: TestPKI, message: str) -> dict:
 
 def in_memory_split(message: str, cert: str, key: str) -> int:
     """What ssmsend did before (baseline, run in a child): the number of parts made."""
-    from ssm.sender import sign_message
+    from ssm.sign_ahead import sign_message
     from ssm.split import split_message
 
     with open(message, "rb") as handle:

@@ -13,6 +13,9 @@ import sys
 from typing import Optional
 
 import apel
+from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.config import FILE_IN_DIR, MAYBE_FILE, ConfigFile
+from acctbase.logs import setup_logging
 from apel.auth import AuthError, AuthSettings, refresh_dn_file
 from apel.auth.dnlist import DEFAULT_MAX_SHRINK
 from apel.auth.gocdb import (
@@ -22,9 +25,6 @@ from apel.auth.gocdb import (
     DEFAULT_MAX_PAGES,
     DEFAULT_TIMEOUT,
 )
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import FILE_IN_DIR, MAYBE_FILE, ConfigFile
-from ssm.logs import setup_logging
 
 PROG = "apelauth"
 CONFIG_DEFAULT = "/etc/apel/auth.cfg"

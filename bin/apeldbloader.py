@@ -8,7 +8,7 @@ Arguments and configuration only; the work is in ``apel.services.loader``.
 2 when the queue was emptied but some messages were rejected, 1 when the database
 stayed unreachable (the messages stay in incoming) or on a configuration error.
 
-Stop signals are caught before anything else (see ``ssm.signals``), so this module
+Stop signals are caught before anything else (see ``acctbase.signals``), so this module
 imports nothing else at the top: the database and queue modules take a tenth of a
 second to load, during which a SIGTERM would otherwise kill the loader unclean.
 """
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ssm.signals import catch_signals
+from acctbase.signals import catch_signals
 
 if TYPE_CHECKING:
     import argparse
     import threading
 
+    from acctbase.config import ConfigFile
     from apel.services.loader import LoaderSettings
-    from ssm.config import ConfigFile
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
@@ -34,7 +34,7 @@ MAX_WORKERS = 64
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     import apel
-    from ssm.cli import make_parser
+    from acctbase.cli import make_parser
 
     parser = make_parser(
         PROG,
@@ -56,8 +56,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
     """``[loader]`` of loader.cfg: the service settings and the pidfile path."""
+    from acctbase.config import NEW_DIR, NEW_FILE
     from apel.services.loader import LoaderSettings
-    from ssm.config import NEW_DIR, NEW_FILE
 
     section = "loader"
     settings = LoaderSettings(
@@ -76,7 +76,7 @@ def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:
 def _prepare_msgpath(msgpath: str) -> None:
     import os
 
-    from ssm.cli import FatalError
+    from acctbase.cli import FatalError
 
     try:
         os.makedirs(msgpath, mode=0o700, exist_ok=True)
@@ -92,8 +92,8 @@ def _make_service(
     """The loader (or pool of loaders) as ``run_service`` runs it."""
     import os
 
+    from acctbase.cli import FatalError
     from apel.services.loader_pool import LoaderPool
-    from ssm.cli import FatalError
 
     def service(stop: threading.Event) -> int:
         # Built here, after daemonising: the lock-keeper thread and the database
@@ -126,12 +126,12 @@ def _make_service(
 def _main(argv: Optional[list[str]] = None) -> int:
     import sys
 
+    from acctbase.cli import warn_deprecated
+    from acctbase.config import ConfigFile
+    from acctbase.daemon import run_service
+    from acctbase.logs import setup_logging_or_console
     from apel.db.settings import read_db_settings
     from apel.services.loader import Loader
-    from ssm.cli import warn_deprecated
-    from ssm.config import ConfigFile
-    from ssm.daemon import run_service
-    from ssm.logs import setup_logging_or_console
 
     args = parse_args(argv)
     loader_config = ConfigFile(args.config)
@@ -160,7 +160,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
 def main() -> None:
     """Console-script entry point; stop signals are caught before anything is imported or read."""
     catch_signals()
-    from ssm.cli import run
+    from acctbase.cli import run
 
     run(_main, PROG)
 

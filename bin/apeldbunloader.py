@@ -17,6 +17,9 @@ import sys
 from typing import Optional
 
 import apel
+from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.config import NEW_DIR, ConfigFile
+from acctbase.logs import setup_logging_or_console
 from apel.db.backend import DatabaseUnavailable, StorageError
 from apel.db.settings import read_db_settings
 from apel.services.unloader import (
@@ -29,9 +32,6 @@ from apel.services.unloader import (
     dry_run_report,
     records_per_message,
 )
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import NEW_DIR, ConfigFile
-from ssm.logs import setup_logging_or_console
 
 PROG = "apeldbunloader"
 DEFAULT_CONFIG = "/etc/apel/unloader.cfg"

@@ -17,13 +17,13 @@ import logging
 from typing import Optional
 
 import apel
+from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.config import NEW_FILE, ConfigFile
+from acctbase.logs import setup_logging_or_console
+from acctbase.pidfile import PidFile
 from apel.db.backend import DatabaseUnavailable, StorageError
 from apel.db.settings import read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import NEW_FILE, ConfigFile
-from ssm.logs import setup_logging_or_console
-from ssm.pidfile import PidFile
 
 PROG = "apelsummariser"
 DEFAULT_CONFIG = "/etc/apel/summariser.cfg"

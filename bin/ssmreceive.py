@@ -3,17 +3,17 @@
 Everything that can be checked is checked before the pidfile is taken and before
 detaching, so a configuration or certificate problem ends in the terminal (or the
 journal) with one line and exit 1. Stop signals are caught before anything else
-(see ``ssm.signals``), so this module imports nothing else at the top.
+(see ``acctbase.signals``), so this module imports nothing else at the top.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ssm.signals import catch_signals
+from acctbase.signals import catch_signals
 
 if TYPE_CHECKING:
-    from ssm.config import ConfigFile
+    from acctbase.config import ConfigFile
     from ssm.receiver import ReceiverOptions
     from ssm.settings import CommonSettings
 
@@ -23,8 +23,8 @@ DEFAULT_DNS = "/etc/apel/dns"
 
 
 def _parse_args():
+    from acctbase.cli import make_parser
     from ssm import __version__
-    from ssm.cli import make_parser
 
     parser = make_parser(PROG, "Receive SSM messages from message brokers into directory queues.",
                          f"SSM {__version__}", DEFAULT_CONFIG)
@@ -60,10 +60,10 @@ def _main() -> int:
     import logging
     import os
 
+    from acctbase.cli import FatalError, warn_deprecated
+    from acctbase.config import NEW_DIR, NEW_FILE, ConfigFile
+    from acctbase.logs import setup_logging
     from ssm import __version__
-    from ssm.cli import FatalError, warn_deprecated
-    from ssm.config import NEW_DIR, NEW_FILE, ConfigFile
-    from ssm.logs import setup_logging
 
     args = _parse_args()
     config = ConfigFile(args.config)
@@ -73,9 +73,9 @@ def _main() -> int:
     warn_deprecated(args)
     os.umask(0o077)
 
-    from ssm.daemon import run_service
-    from ssm.dns import AllowedDNs, DNFileError
-    from ssm.queues import QueueIOError, open_incoming, open_reject
+    from acctbase.daemon import run_service
+    from ssm.allowed_dns import AllowedDNs, DNFileError
+    from ssm.dirqueue import QueueIOError, open_incoming, open_reject
     from ssm.receiver import Receiver
     from ssm.settings import check_host_certificate, read_common
 
@@ -101,7 +101,7 @@ def _main() -> int:
 def main() -> None:
     """Console-script entry point; stop signals are caught before anything is imported or read."""
     catch_signals()
-    from ssm.cli import run
+    from acctbase.cli import run
 
     run(_main, PROG)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import os
 
+from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.config import FILE, NEW_DIR, ConfigFile
+from acctbase.logs import setup_logging
 from ssm import __version__
-from ssm.cli import FatalError, make_parser, run, warn_deprecated
-from ssm.config import FILE, NEW_DIR, ConfigFile
-from ssm.logs import setup_logging
 
 PROG = "ssmsend"
 DEFAULT_CONFIG = "/etc/apel/sender.cfg"
@@ -30,9 +30,10 @@ def _main() -> int:
     os.umask(0o077)
 
     from ssm import crypto
-    from ssm.queues import QueueIOError, open_outgoing
-    from ssm.sender import Sender, SenderOptions
+    from ssm.dirqueue import QueueIOError, open_outgoing
+    from ssm.sender import Sender
     from ssm.settings import MAX_TIMEOUT, check_host_certificate, read_common
+    from ssm.sign_ahead import SenderOptions
 
     common = read_common(config, "sender")
     log.info("Starting sending SSM version %s.", __version__)

@@ -39,5 +39,5 @@ fi
 # An editable install leaves the project's modules uncompiled, and where
 # PYTHONDONTWRITEBYTECODE is set every ssmsend run would compile them again (40 ms);
 # a pip-installed package has its bytecode from the start.
-.venv/bin/python -m compileall -q ssm apel bin >/dev/null
+.venv/bin/python -m compileall -q acctbase ssm apel bin >/dev/null
 echo "install-deps: ready (.venv)"

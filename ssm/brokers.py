@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
-from ssm.cli import FatalError
-from ssm.config import ConfigFile, host_problem
+from acctbase.config import ConfigFile, host_problem
+from ssm.exceptions import BrokerDiscoveryError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def parse_host_list(hosts: list[str], default_port: Optional[int]) -> list[Broke
 def discover(bdii_url: str, network: str, use_ssl: bool, shuffle: bool = True) -> list[Broker]:
     """Brokers of ``network`` published in the BDII at ``bdii_url``.
 
-    FatalError with one line when the BDII cannot be queried or lists no broker.
+    BrokerDiscoveryError with one line when the BDII cannot be queried or lists no broker.
     """
     import ldap3
     from ldap3.core.exceptions import LDAPException
@@ -96,7 +96,7 @@ def discover(bdii_url: str, network: str, use_ssl: bool, shuffle: bool = True) -
         server = ldap3.Server(bdii_url, connect_timeout=LDAP_TIMEOUT, get_info=ldap3.NONE)
         conn = ldap3.Connection(server, auto_bind=True, receive_timeout=LDAP_TIMEOUT, read_only=True)
     except (LDAPException, OSError, ValueError) as exc:
-        raise FatalError(f"Could not connect to LDAP server {bdii_url}: {exc}") from None
+        raise BrokerDiscoveryError(f"Could not connect to LDAP server {bdii_url}: {exc}") from None
     brokers: list[Broker] = []
     try:
         conn.search(
@@ -129,14 +129,14 @@ def discover(bdii_url: str, network: str, use_ssl: bool, shuffle: bool = True) -
             except ValueError as exc:
                 log.warning("Ignoring broker %s: %s", unique_id, exc)
     except (LDAPException, OSError) as exc:
-        raise FatalError(f"Could not connect to LDAP server {bdii_url}: {exc}") from None
+        raise BrokerDiscoveryError(f"Could not connect to LDAP server {bdii_url}: {exc}") from None
     finally:
         try:
             conn.unbind()
         except Exception:  # noqa: S110 - the answer is already in hand
             pass
     if not brokers:
-        raise FatalError(f"No brokers available: none of type {service_type} in network {network} "
+        raise BrokerDiscoveryError(f"No brokers available: none of type {service_type} in network {network} "
                          f"at {bdii_url}.")
     if shuffle:
         random.shuffle(brokers)
@@ -181,5 +181,5 @@ def brokers_from_config(config: ConfigFile, use_ssl: bool) -> list[Broker]:
     except ValueError as exc:
         raise config.error("broker", "host", str(exc)) from None
     if not brokers:
-        raise FatalError("No brokers available.")
+        raise BrokerDiscoveryError("No brokers available.")
     return brokers

@@ -1,6 +1,6 @@
 """``ssmreceive``: take messages off the broker(s) and store them durably.
 
-Compared with the existing SSM (spec §5, §12):
+Compared with the existing SSM:
 
 * ``ack: client-individual``, and a message is acknowledged only after it has been
   written and fsync'd to ``incoming`` or ``reject``; a write failure means no ack,
@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from ssm.allowed_dns import AllowedDNs
 from ssm.brokers import Broker
-from ssm.dns import AllowedDNs
-from ssm.queues import DurableQueue, QueueIOError
+from ssm.dirqueue import DurableQueue, QueueIOError
 from ssm.stomp_link import LinkError, StompLink, TLSSettings
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """What ``sender.cfg`` and ``receiver.cfg`` share, read once and checked up front.
 
 Both programs resolve the protocol, the broker list, the TLS settings and the
-host certificate the same way (spec §3, §4 steps 1-3), and fail with one line
+host certificate the same way, and fail with one line
 before touching any queue or broker when something is wrong.
 """
 
@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from acctbase.config import DIR, FILE, ConfigFile
 from ssm.brokers import Broker, brokers_from_config
-from ssm.cli import FatalError
-from ssm.config import DIR, FILE, ConfigFile
+from ssm.exceptions import CertificateError
 from ssm.stomp_link import TLSSettings
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,19 @@ def check_host_certificate(certificate: str, key: str) -> str:
     from ssm import crypto
 
     if os.path.realpath(certificate) == os.path.realpath(key):
-        raise FatalError(f"Certificate and key are the same file ({certificate}); they must be separate")
+        raise CertificateError(
+            f"Certificate and key are the same file ({certificate}); they must be separate")
     try:
         if not crypto.check_cert_key(certificate, key):
-            raise FatalError(f"Cert and key don't match: {certificate}, {key}")
+            raise CertificateError(f"Cert and key don't match: {certificate}, {key}")
         if not crypto.verify_cert_date(certificate):
-            raise FatalError(f"Certificate {certificate} has expired or will expire within a day.")
+            raise CertificateError(f"Certificate {certificate} has expired or will expire within a day.")
         with open(certificate, encoding="ascii", errors="replace") as handle:
             return crypto.get_certificate_subject(handle.read())
     except crypto.CryptoException as exc:
-        raise FatalError(f"Cannot use certificate {certificate}: {exc}") from None
+        raise CertificateError(f"Cannot use certificate {certificate}: {exc}") from None
     except OSError as exc:
-        raise FatalError(f"Cannot read certificate {certificate}: {exc.strerror}") from None
+        raise CertificateError(f"Cannot read certificate {certificate}: {exc.strerror}") from None
 
 
 def read_common(config: ConfigFile, role: str) -> CommonSettings:

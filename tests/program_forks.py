@@ -41,7 +41,7 @@ def _warm_up() -> None:
 
 
 def _record_reads(reads: list) -> None:
-    from ssm.config import ConfigFile
+    from acctbase.config import ConfigFile
 
     original = ConfigFile.get
 

@@ -637,7 +637,8 @@ def test_direct_success_does_not_touch_the_proxy(gocdb, proxy, tmp_path):
         ({"timeout": "inf"}, "[auth] timeout: 'inf' is not a finite number; allowed: 1 to 3600 seconds"),
         ({"expire_hours": "-1"}, "[auth] expire_hours: '-1' is out of range; allowed: 0 to 87600 hours"),
         ({"max_pages": "0"}, "[auth] max_pages: '0' is out of range; allowed: 1 to 100000"),
-        ({"deadline": "0"}, "[auth] deadline: '0' is out of range; allowed: 1 to 86400 seconds for the whole run"),
+        ({"deadline": "0"},
+         "[auth] deadline: '0' is out of range; allowed: 1 to 86400 seconds for the whole run"),
     ],
 )
 def test_bad_option_is_one_line_and_exit_1(tmp_path, options, expected):

@@ -10,16 +10,16 @@ import textwrap
 
 import pytest
 
-from ssm.config import DIR, FILE, FILE_IN_DIR, MAYBE_FILE, NEW_DIR, NEW_FILE, ConfigError, ConfigFile
-from ssm.logs import setup_logging
+from acctbase.config import DIR, FILE, FILE_IN_DIR, MAYBE_FILE, NEW_DIR, NEW_FILE, ConfigError, ConfigFile
+from acctbase.logs import setup_logging
 
 # A minimal program built the way every bin/ entry point is built.
 PROGRAM = textwrap.dedent(
     """
     import sys
-    from ssm.cli import make_parser, run
-    from ssm.config import ConfigFile
-    from ssm.logs import setup_logging
+    from acctbase.cli import make_parser, run
+    from acctbase.config import ConfigFile
+    from acctbase.logs import setup_logging
 
     def main():
         args = make_parser("demo", "demo", "demo 1", "/etc/apel/demo.cfg").parse_args()
@@ -236,9 +236,9 @@ def test_urls_need_a_scheme_and_a_host_and_hosts_must_be_names(tmp_path):
 FAILING_PROGRAM = textwrap.dedent(
     """
     import os
-    from ssm.cli import FatalError, make_parser, run
-    from ssm.config import ConfigFile
-    from ssm.logs import setup_logging
+    from acctbase.cli import FatalError, make_parser, run
+    from acctbase.config import ConfigFile
+    from acctbase.logs import setup_logging
 
     def main():
         args = make_parser("demo", "demo", "demo 1", "/etc/apel/demo.cfg").parse_args()

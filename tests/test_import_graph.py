@@ -1,6 +1,6 @@
 """The package layering: no import cycle among the modules of ``apel`` nor among those of
-``ssm``, and ``ssm`` (the messenger, installed on sites without the server) imports
-nothing from ``apel``.
+``ssm``, ``ssm`` (the messenger, installed on sites without the server) imports
+nothing from ``apel``, and the base layer ``acctbase`` imports from neither.
 
 Read from the source with ``ast``, so imports inside functions count too: a cycle
 hidden in a function still makes the order in which modules may be imported fragile
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for package in ("apel", "ssm"):
+    for package in ("acctbase", "apel", "ssm"):
         for path in (ROOT / package).rglob("*.py"):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -104,6 +104,14 @@ def test_ssm_imports_nothing_from_apel():
     graph = _graph()
     leaks = sorted((name, target) for name, targets in graph.items() if name.startswith("ssm")
                    for target in targets if target.startswith("apel"))
+    assert leaks == []
+
+
+def test_acctbase_imports_neither_ssm_nor_apel():
+    graph = _graph()
+    assert graph["acctbase.daemon"], "the import graph was not read"
+    leaks = sorted((name, target) for name, targets in graph.items() if name.startswith("acctbase")
+                   for target in targets if not target.startswith("acctbase"))
     assert leaks == []
 
 

@@ -23,9 +23,9 @@ import time
 import pytest
 from test_loader import LoaderEnv, apply_mysql_schema, job_message, jobs, mysql_settings
 
+from acctbase.pidfile import read_pid
 from apel.db.backend import load_backend
 from apel.services.summariser import Summariser, SummariserSettings
-from ssm.pidfile import read_pid
 
 MESSAGES = 200
 RECORDS = 50

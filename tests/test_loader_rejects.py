@@ -22,6 +22,7 @@ from test_loader import JOB_V03, SIGNER, LoaderEnv
 
 from apel.db.backend import load_backend
 from apel.services.loader import EXIT_REJECTED, Loader, LoaderSettings
+from ssm.dirqueue import open_incoming
 
 RAW_SCHEMA = {"body": "binary", "signer": "binary", "empaid": "binary?"}
 GOOD = JOB_V03.encode("utf-8")
@@ -87,6 +88,16 @@ def test_a_text_reject_is_stored_as_the_bytes_queued(sqlite_env):
     (rejected,) = reject_files(sqlite_env.msgpath)
     assert rejected["body"] == body
     assert rejected["error"].decode() == "Parsing unsuccessful: record 1: Unknown field: UnknownKey"
+
+
+def test_a_message_the_receiver_queued_is_loaded(sqlite_env):
+    """The receiver's incoming queue, written with its own schema, is what the loader reads."""
+    body = JOB_V03.replace("Site: TEST-SITE", "Site: Café-Müller")
+    open_incoming(str(sqlite_env.msgpath)).add({"body": body, "signer": SIGNER, "empaid": "id-1"})
+    proc = sqlite_env.run_once()
+    assert proc.returncode == 0, (proc.stderr, sqlite_env.log())
+    assert sqlite_env.query("SELECT name FROM Sites") == [("Café-Müller",)]
+    assert reject_files(sqlite_env.msgpath) == []
 
 
 def test_reprocessing_a_reject_as_the_operator_guide_says(sqlite_env):

@@ -14,8 +14,8 @@ from test_ssm_support import (
 
 from apel.testkit.services import Slapd, free_port
 from ssm.brokers import Broker, discover, parse_endpoint, parse_host_list
-from ssm.cli import FatalError
-from ssm.queues import DirqOutgoingQueue
+from ssm.dirqueue import DirqOutgoingQueue
+from ssm.exceptions import BrokerDiscoveryError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,12 +81,12 @@ def test_test_network_and_plain_stomp(bdii):
 
 
 def test_empty_result_is_a_clear_error(bdii):
-    with pytest.raises(FatalError, match="No brokers available"):
+    with pytest.raises(BrokerDiscoveryError, match="No brokers available"):
         discover(bdii.url, "PROD", use_ssl=False)
 
 
 def test_ldap_down_is_a_clear_error():
-    with pytest.raises(FatalError, match="Could not connect to LDAP server"):
+    with pytest.raises(BrokerDiscoveryError, match="Could not connect to LDAP server"):
         discover(f"ldap://127.0.0.1:{free_port()}", "PROD", use_ssl=True)
 
 

@@ -22,7 +22,7 @@ from test_ssm_support import (
 
 from apel.testkit.pki import TestPKI
 from apel.testkit.services import ActiveMQ
-from ssm.queues import DirqOutgoingQueue
+from ssm.dirqueue import DirqOutgoingQueue
 
 CASES = {
     "another CA": "the broker's certificate failed verification: unable to get local issuer certificate "

@@ -28,7 +28,7 @@ from test_ssm_support import (
 
 from apel.testkit.pki import subject_hash
 from ssm import crypto
-from ssm.queues import DirectoryOutgoingQueue, DirqOutgoingQueue
+from ssm.dirqueue import DirectoryOutgoingQueue, DirqOutgoingQueue
 
 
 @pytest.fixture(scope="module")

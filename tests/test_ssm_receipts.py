@@ -13,7 +13,7 @@ import threading
 import pytest
 from test_ssm_support import fill_queue, run_send, write_sender_cfg
 
-from ssm.queues import DirqOutgoingQueue
+from ssm.dirqueue import DirqOutgoingQueue
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,7 +26,7 @@ from test_ssm_support import (
 )
 
 from apel.testkit.services import ActiveMQ
-from ssm.queues import DirqOutgoingQueue
+from ssm.dirqueue import DirqOutgoingQueue
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from test_ssm_support import (
     write_sender_cfg,
 )
 
-from ssm.queues import DirqOutgoingQueue
+from ssm.dirqueue import DirqOutgoingQueue
 from ssm.split import CannotSplit, iter_parts, split_message
 
 HEADER = "APEL-individual-job-message: v0.3"

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
-from ssm.pidfile import read_pid
-from ssm.queues import DirqOutgoingQueue, open_incoming, open_reject, read_all
+from acctbase.pidfile import read_pid
+from ssm.dirqueue import DirqOutgoingQueue, open_incoming, open_reject, read_all
 
 BIN = os.path.dirname(sys.executable)
 SSMSEND = os.path.join(BIN, "ssmsend")

@@ -12,10 +12,10 @@ import pytest
 from dirq.queue import Queue
 from test_ssm_support import openssl_sign
 
-import ssm.queues as ssm_queues
+import acctbase.durable as durable
 from ssm import crypto
-from ssm.dns import AllowedDNs, DNFileError, parse_dns, read_dns
-from ssm.queues import (
+from ssm.allowed_dns import AllowedDNs, DNFileError, parse_dns, read_dns
+from ssm.dirqueue import (
     INCOMING_SCHEMA,
     DirectoryOutgoingQueue,
     DirqOutgoingQueue,
@@ -25,7 +25,7 @@ from ssm.queues import (
     open_reject,
 )
 from ssm.receiver import ReceiverOptions, clip_values, handle_message
-from ssm.sender import sign_message
+from ssm.sign_ahead import sign_message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,10 +92,10 @@ def test_dirq_outgoing_lock_semantics(tmp_path):
 @pytest.fixture(params=["syncfs", "fsync each path"])
 def sync_mode(request, monkeypatch):
     """Both ways of making a batch durable: one syncfs (Linux >= 5.8), or fsync per path."""
-    if request.param == "syncfs" and ssm_queues._syncfs is None:
+    if request.param == "syncfs" and durable._syncfs is None:
         pytest.skip("syncfs does not report write-back errors on this kernel")
     if request.param != "syncfs":
-        monkeypatch.setattr(ssm_queues, "_syncfs", None)
+        monkeypatch.setattr(durable, "_syncfs", None)
     return request.param
 
 
@@ -135,7 +135,7 @@ def test_write_back_error_reported_by_syncfs_fails_the_batch(tmp_path, monkeypat
         ctypes.set_errno(errno.EIO)
         return -1
 
-    monkeypatch.setattr(ssm_queues, "_syncfs", failing_syncfs)
+    monkeypatch.setattr(durable, "_syncfs", failing_syncfs)
     with pytest.raises(QueueIOError, match="syncfs: Input/output error"):
         incoming.add_many([{"body": "b", "signer": "s", "empaid": "e"}])
 
@@ -251,7 +251,7 @@ def test_sign_message_checks_every_step(signer, pki):
     ("receiver.cfg", ["receiver", "broker", "certificates", "messaging", "logging", "daemon"]),
 ])
 def test_shipped_configs_parse(name, sections):
-    from ssm.config import ConfigFile
+    from acctbase.config import ConfigFile
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = ConfigFile(os.path.join(here, "conf", name))
@@ -266,7 +266,7 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
     must always find a PID: an empty file would pass for a stale one."""
     import threading
 
-    from ssm.pidfile import PidFile
+    from acctbase.pidfile import PidFile
 
     path = str(tmp_path / "run" / "svc.pid")
     done = threading.Event()
@@ -300,14 +300,14 @@ def test_pidfile_is_never_seen_empty_while_it_is_taken_or_rewritten(tmp_path):
 
 
 def _try_pidfile(path: str, start, results) -> None:
-    from ssm.cli import FatalError
-    from ssm.pidfile import PidFile
+    from acctbase.exceptions import PidfileError
+    from acctbase.pidfile import PidFile
 
     lock = PidFile(path)
     start.wait()
     try:
         lock.acquire()
-    except FatalError:
+    except PidfileError:
         results.put(False)
         return
     results.put(True)

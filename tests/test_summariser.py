@@ -655,7 +655,7 @@ def test_long_runs_log_progress(tmp_path, caplog):
 def test_the_shipped_summariser_cfg_reads(tmp_path):
     from apel_bin.apelsummariser import read_summariser_settings
 
-    from ssm.config import ConfigFile
+    from acctbase.config import ConfigFile
 
     shipped = Path(__file__).resolve().parent.parent / "conf" / "summariser.cfg"
     db_cfg = tmp_path / "db.cfg"

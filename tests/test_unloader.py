@@ -861,7 +861,7 @@ def test_outgoing_queue_is_private_and_readable_by_the_sender(sqlite_env):
     assert stat.S_IMODE(os.stat(sqlite_env.outgoing).st_mode) == 0o700
     files = [os.path.join(d, f) for d, _, fs in os.walk(sqlite_env.outgoing) for f in fs]
     assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
-    from ssm.queues import open_outgoing
+    from ssm.dirqueue import open_outgoing
 
     queue = open_outgoing(str(sqlite_env.outgoing))
     (name,) = queue.names()

@@ -1,6 +1,6 @@
 """The allowed-DN list: which DNs are valid, how the sources merge, and safe replacement.
 
-The file is read by the SSM receiver (``ssm.md`` §8): one DN per line in the OpenSSL
+The file is read by the SSM receiver (``ssm.allowed_dns``): one DN per line in the OpenSSL
 slash form; the receiver skips blank and ``#`` lines and compares DNs exactly. A bad
 file has two failure modes, and each has a guard here:
 
@@ -14,12 +14,13 @@ file has two failure modes, and each has a guard here:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from acctbase.durable import TemporaryFileError
+from acctbase.durable import write_atomic as write_durably
 from apel.auth.exceptions import DNFileError, UnsafeListError
+from ssm.allowed_dns import dn_lines, parse_dns
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ FILE_MODE = 0o644  # the receiver runs as another user and must read it
 def dn_problem(dn: str) -> Optional[str]:
     """Why ``dn`` is not a valid DN for the list, or None when it is.
 
-    The rules of retrieve_dns's verify_dn (``server.md`` §3): it starts with ``/``,
+    The rules of retrieve_dns's verify_dn: it starts with ``/``,
     it has at least two components, and no component ends with ``", "``. Added here:
     no control characters (an embedded newline would smuggle a second line into the
     file) and no empty component (``//`` or a trailing ``/`` is never a real DN).
@@ -61,34 +62,24 @@ def read_list_file(path: Optional[str], what: str) -> list[str]:
         return []
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return dn_lines(handle.read())
     except FileNotFoundError:
         log.warning("%s file %s does not exist; using no %s DNs", what, path, what)
         return []
     except (OSError, UnicodeDecodeError) as exc:
         raise DNFileError(f"cannot read the {what} file {path}: {_reason(exc)}") from None
-    entries = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            log.debug("%s file %s: comment skipped: %s", what, path, line)
-            continue
-        entries.append(line)
-    return entries
 
 
 def count_current(path: str) -> Optional[int]:
     """How many distinct DNs the receiver finds in the current file; None if there is none."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+            text = handle.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise DNFileError(f"cannot read the current DN file {path}: {_reason(exc)}") from None
-    return len({line.strip() for line in lines if line.strip().startswith("/")})
+    return len(parse_dns(text, path, warn=False))
 
 
 @dataclass
@@ -155,45 +146,14 @@ def check_safe(new_count: int, current_count: Optional[int], max_shrink: float) 
 
 
 def write_atomic(path: str, dns: list[str]) -> None:
-    """Replace ``path`` with one DN per line, so that a reader sees the old or the new file.
-
-    The temporary file is in the same directory (rename is atomic only within one
-    file system), gets mode 0644 whatever the umask, is synced before the rename, and
-    the directory is synced after it so the rename survives a crash.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
+    """Replace ``path`` with one DN per line, so that a reader sees the old or the new file."""
     content = "".join(f"{dn}\n" for dn in dns).encode("utf-8")
     try:
-        fd, temp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        write_durably(path, content, FILE_MODE)
+    except TemporaryFileError as exc:
+        raise DNFileError(f"cannot create a temporary file in {exc.filename}: {_reason(exc)}") from None
     except OSError as exc:
-        raise DNFileError(f"cannot create a temporary file in {directory}: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), FILE_MODE)
-            os.fsync(handle.fileno())
-        os.replace(temp_path, path)
-    except OSError as exc:
-        try:
-            os.unlink(temp_path)
-        except OSError:
-            pass
         raise DNFileError(f"cannot write the DN file {path}: {_reason(exc)}") from None
-    _sync_directory(directory)
-
-
-def _sync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the rename itself is done
-    finally:
-        os.close(fd)
 
 
 def _reason(exc: BaseException) -> str:

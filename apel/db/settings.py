@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from acctbase.config import ConfigFile
 from apel.db.backend import Backend, load_backend
 from apel.db.dialect import UnsupportedBackend
-from ssm.config import ConfigFile
 
 DB_TYPES = ("cpu", "cloud")  # what the summariser summarises: job records or cloud records
 

@@ -37,7 +37,7 @@ from typing import Callable, Optional, Union
 from apel.db.backend import Backend, DatabaseUnavailable, StorageError
 from apel.records.model import InvalidMessage, ParsedMessage
 from apel.records.quote import quote
-from apel.services.queues import (
+from apel.services.loader_queues import (
     ACCEPT_SCHEMA,
     INCOMING_SCHEMA,
     REJECT_SCHEMA,

@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 
 from dirq.QueueSimple import QueueSimple
 
+from acctbase.durable import sync_new
 from apel.db.backend import Backend
 from apel.db.dialect import dialect_of
 from apel.records import FIELDS, STORAGE, Record, render_car, render_message, render_star
@@ -59,12 +60,11 @@ from apel.services.unloader_settings import (
     records_per_message,
 )
 from apel.services.unloader_sql import SQL_TIME, Selection, build_selection
-from ssm.queues import fsync_path
+from ssm.dirqueue import QUEUE_UMASK
 
 log = logging.getLogger("apel.unloader")
 
 SENT = "sent"  # the LastUpdated type of the "latest" watermark
-QUEUE_UMASK = 0o077
 
 
 def _converter(kind: str) -> Optional[Callable[[Any], Any]]:
@@ -199,7 +199,8 @@ class Unloader:
             written.append(name)
         if written:
             assert queue is not None
-            _fsync_elements(queue.path, written)
+            # durable before LastUpdated says they were sent
+            sync_new([os.path.join(queue.path, name) for name in written], queue.path)
         result.names = written
         if dry_run:
             log.info("Dry run: %d records in %d messages from %s would go to %s", result.records,
@@ -256,17 +257,6 @@ def _naive_utc(value: Any) -> dt.datetime:
 def _open_queue(path: str) -> QueueSimple:
     """The outgoing dirq QueueSimple, created private to the service account."""
     return QueueSimple(path, umask=QUEUE_UMASK)
-
-
-def _fsync_elements(queue_path: str, names: list[str]) -> None:
-    """Make the written messages durable before LastUpdated says they were sent."""
-    directories = {queue_path}
-    for name in names:
-        path = os.path.join(queue_path, name)
-        fsync_path(path)
-        directories.add(os.path.dirname(path))
-    for directory in sorted(directories, reverse=True):  # element directories, then the queue
-        fsync_path(directory)
 
 
 def dry_run_report(result: UnloadResult, settings: UnloaderSettings) -> str:

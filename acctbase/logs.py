@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from ssm.config import NEW_FILE, ConfigFile
+from acctbase.config import NEW_FILE, ConfigFile
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 LEVELS = {

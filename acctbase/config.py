@@ -2,7 +2,7 @@
 
 Operators edit these files by hand, so every problem is reported as a single line
 naming the file, the section, the option and what is wrong, and the program exits 1
-(see ``ssm.cli``). ``%`` is taken literally (no interpolation), unlike the existing
+(see ``acctbase.cli``). ``%`` is taken literally (no interpolation), unlike the existing
 SSM, so tokens and passwords containing ``%`` work.
 """
 

@@ -5,37 +5,48 @@ plain directory, behind one small interface so the sender never knows which. The
 message id is the element name (``5ba24c88/5ba24c8f0f129d``) or the file name.
 
 Incoming and reject (receiver): dirq ``Queue`` elements with the schemas the
-existing SSM, the loader and operators' tools read (spec §9.1). Unlike the existing
-SSM, a message is written durably before ``add`` returns (files and directories
-fsync'd) because the caller acknowledges it to the broker right after, and files
-are created 0600 / directories 0700 (spec §12 items 2 and 8).
+existing SSM, the loader and operators' tools read. Unlike the existing SSM, a
+message is written durably before ``add`` returns (``acctbase.durable``) because
+the caller acknowledges it to the broker right after, and files are created 0600 /
+directories 0700.
 """
 
 from __future__ import annotations
 
 import abc
-import ctypes
 import logging
 import os
-import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 from dirq.queue import Queue
 from dirq.QueueSimple import QueueSimple
 
+from acctbase import durable
+
 log = logging.getLogger(__name__)
 
+# Every queue file and directory, here and in the loader's queues, is private to the
+# service account.
 QUEUE_UMASK = 0o077
 
-INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
-# A rejected body is kept as the bytes that arrived (binary): it may not be UTF-8, and
-# an operator must be able to inspect it and load it again exactly as it was sent.
-# Valid UTF-8 is the same file either way, so readers using "string" still read those.
+# The layout of the queues the receiver writes and the loader reads, defined once.
+# Writers set body, signer and empaid; ``error`` is there when an operator moved a
+# rejected element back for another try. A rejected body is kept as the bytes that
+# arrived (binary): it may not be UTF-8, and an operator must be able to inspect it and
+# load it again exactly as it was sent.
+INCOMING_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?", "error": "string?"}
 REJECT_SCHEMA = {"body": "binary", "signer": "string?", "empaid": "string?", "error": "string"}
 
-PATH_TYPES = ("dirq", "directory")
+
+def as_bytes(schema: dict[str, str]) -> dict[str, str]:
+    """``schema`` with its text fields read and written as the bytes on disk.
+
+    UTF-8 text is the same file under either type, so a reader that must see exactly
+    what arrived (the loader: dirq's text reading drops a truncated multi-byte
+    character at the end of a file) opens the same queue this way.
+    """
+    return {name: kind.replace("string", "binary") for name, kind in schema.items()}
 
 
 class QueueIOError(Exception):
@@ -175,11 +186,7 @@ class DirectoryOutgoingQueue(OutgoingQueue):
     def add(self, data: str | bytes) -> str:
         name = str(uuid.uuid4())
         raw = data.encode("utf-8") if isinstance(data, str) else data
-        temp = os.path.join(self.path, f".{name}.tmp")
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.rename(temp, os.path.join(self.path, name))
+        durable.write_atomic(os.path.join(self.path, name), raw, 0o600)  # a ".name" temporary: ignored
         return name
 
 
@@ -192,78 +199,14 @@ def open_outgoing(path: str, path_type: str = "dirq") -> OutgoingQueue:
     raise QueueIOError(f"Unsupported path_type {path_type!r} (use dirq or directory)")
 
 
-# Concurrent fsync calls share journal commits (ext4/xfs group commit), so syncing the
-# files of a batch from several threads costs little more than syncing one.
-_SYNC_THREADS = 8
-_sync_pool: Optional[ThreadPoolExecutor] = None
-
-
-def _fsync_all(paths: list[str]) -> None:
-    global _sync_pool
-    if len(paths) <= 1:
-        for path in paths:
-            fsync_path(path)
-        return
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="ssm-fsync")
-    chunks = [paths[i::_SYNC_THREADS] for i in range(min(_SYNC_THREADS, len(paths)))]
-    for future in [_sync_pool.submit(_fsync_paths, chunk) for chunk in chunks]:
-        future.result()
-
-
-def _fsync_paths(paths: list[str]) -> None:
-    for path in paths:
-        fsync_path(path)
-
-
-def fsync_path(path: str) -> None:
-    """Flush one file or directory to disk (a directory: the names in it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _kernel_at_least(major: int, minor: int) -> bool:
-    system = os.uname()
-    numbers = re.match(r"(\d+)\.(\d+)", system.release)
-    return system.sysname == "Linux" and numbers is not None and \
-        (int(numbers[1]), int(numbers[2])) >= (major, minor)
-
-
-def _load_syncfs() -> Optional[Callable[[int], int]]:
-    """libc's ``syncfs``, where it reports write-back errors (Linux 5.8 and later).
-
-    Older kernels return 0 from ``syncfs`` even when writing back failed, so there
-    a lost write would go unnoticed: those keep syncing file by file.
-    """
-    if not _kernel_at_least(5, 8):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_syncfs = _load_syncfs()
-
-
 class DurableQueue:
     """A dirq ``Queue`` with a schema whose ``add`` returns only once the element is on disk.
 
     ``add_many`` writes several elements and then syncs them together, which lets
     the receiver acknowledge a burst of messages for little more than the cost of
-    one. On Linux 5.8 and later that is one ``syncfs`` of the queue's filesystem:
-    measured on ext4 it costs a third of the machine's CPU time of syncing each
-    file and directory (0.25 against 0.72 ms per 10 KB message, the kernel's
-    write-back included), because the batch is written back in one pass, with one
-    device flush (and one journal commit where there is a journal), instead of one
-    per fsync. It also flushes whatever else is waiting to be written on that
-    filesystem, which the kernel would write within seconds anyway.
+    one. On Linux 5.8 and later that is one ``syncfs`` of the queue's filesystem
+    (why: ``docs/design.md``, "Base layer and queues"); elsewhere the files and the
+    directories naming them are fsynced, several at a time.
     """
 
     def __init__(self, path: str, schema: dict[str, str]) -> None:
@@ -290,13 +233,12 @@ class DurableQueue:
         """
         fd = None
         try:
-            if _syncfs is not None:  # opened before writing: syncfs reports write-back errors since
-                fd = os.open(self.path, os.O_RDONLY)
+            fd = durable.open_for_syncfs(self.path)
             names = [self._queue.add(self._encoded(data)) for data in items]
             if fd is not None:
-                self._sync_filesystem(fd)
+                durable.syncfs(fd)
             else:
-                self._fsync_elements(items, names)
+                durable.sync_new(self._element_files(items, names), self.path)
         except Exception as exc:  # dirq raises OSError, IOError and QueueError
             raise QueueIOError(f"cannot write to queue {self.path}: {exc}") from exc
         finally:
@@ -309,22 +251,9 @@ class DurableQueue:
         return {key: value.encode("utf-8") if key in self._binary and isinstance(value, str) else value
                 for key, value in data.items()}
 
-    @staticmethod
-    def _sync_filesystem(fd: int) -> None:
-        assert _syncfs is not None
-        if _syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"syncfs: {os.strerror(error)}")
-
-    def _fsync_elements(self, items: list[dict[str, str | bytes]], names: list[str]) -> None:
-        files, elements, buckets = [], [], set()
-        for data, name in zip(items, names):
-            element = os.path.join(self.path, name)
-            files.extend(os.path.join(element, field) for field in data)  # one file per field
-            elements.append(element)
-            buckets.add(os.path.dirname(element))
-        _fsync_all(files + elements)
-        _fsync_all(sorted(buckets) + [self.path])
+    def _element_files(self, items: list[dict[str, str | bytes]], names: list[str]) -> list[str]:
+        """The files dirq wrote: one per field of each element."""
+        return [os.path.join(self.path, name, field) for data, name in zip(items, names) for field in data]
 
     def names(self) -> list[str]:
         return list(self._queue)

@@ -16,7 +16,7 @@ import fcntl
 import os
 from typing import Callable, Optional
 
-from ssm.cli import FatalError
+from acctbase.exceptions import PidfileError
 
 
 def read_pid(path: str) -> Optional[int]:
@@ -48,7 +48,7 @@ class PidFile:
             os.makedirs(directory, mode=0o755, exist_ok=True)
             directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise FatalError(f"cannot create pidfile directory {directory}: {exc.strerror}") from None
+            raise PidfileError(f"cannot create pidfile directory {directory}: {exc.strerror}") from None
         try:
             # Starting copies take turns (a lock on the directory, held for microseconds):
             # two that found the same stale file must not both replace it, nor one
@@ -65,7 +65,7 @@ class PidFile:
             except FileExistsError:
                 pid = read_pid(self.path)
                 if pid and pid != os.getpid() and pid_alive(pid):
-                    raise FatalError(
+                    raise PidfileError(
                         f"already running: pidfile {self.path} belongs to live process {pid}"
                     ) from None
                 # Stale (dead process or unreadable): replace it.
@@ -75,10 +75,10 @@ class PidFile:
                     pass
                 continue
             except OSError as exc:
-                raise FatalError(f"cannot create pidfile {self.path}: {exc.strerror}") from None
+                raise PidfileError(f"cannot create pidfile {self.path}: {exc.strerror}") from None
             self._owned = True
             return
-        raise FatalError(f"cannot take pidfile {self.path}: another process keeps replacing it")
+        raise PidfileError(f"cannot take pidfile {self.path}: another process keeps replacing it")
 
     def _place(self, put: Callable[[str, str], None]) -> None:
         """Write this process's PID under a temporary name, then ``put`` it at the path."""

@@ -5,7 +5,7 @@ no clean-up, the pidfile left behind, and exit status -15 for systemd (or for a 
 that stops the service right after starting it). ``ssmreceive`` and ``apeldbloader``
 therefore call :func:`catch_signals` before they import anything heavy or read their
 configuration. A stop requested while they are still starting is kept in the event,
-and :func:`ssm.daemon.run_service` then exits 0, releasing the pidfile, instead of
+and :func:`acctbase.daemon.run_service` then exits 0, releasing the pidfile, instead of
 starting the service. A SIGHUP (reload) during start-up is kept too and handed to the
 service's reload hook once there is one.
 

@@ -19,10 +19,10 @@ from typing import Callable, Optional
 
 import daemon
 
-from ssm import signals
-from ssm.cli import FatalError
-from ssm.logs import log_handler_streams
-from ssm.pidfile import PidFile, read_pid
+from acctbase import signals
+from acctbase.exceptions import DaemonStartError
+from acctbase.logs import log_handler_streams
+from acctbase.pidfile import PidFile, read_pid
 
 log = logging.getLogger(__name__)
 
@@ -94,4 +94,4 @@ def _wait_for_daemon(pidfile: str, launcher: int, child: int, timeout: float = 3
         if pid is None:  # removed: the daemon stopped before it could start
             break
         time.sleep(0.01)
-    raise FatalError(f"the daemon did not start; see its log (pidfile {pidfile})")
+    raise DaemonStartError(f"the daemon did not start; see its log (pidfile {pidfile})")

@@ -1,7 +1,7 @@
 """The loader's directory queues: schemas, durable writes and lock recovery.
 
 The queues are python-dirq ``Queue`` directories shared with the SSM receiver
-(``messages.md`` §1, ``ssm.md`` §9.1). dirq itself never fsyncs and recognises a
+(their layout is ``ssm.dirqueue``'s). dirq itself never fsyncs and recognises a
 stale lock only by its age, so this module adds what the loader needs on top:
 
 - ``add_durably``: a reject/accept copy is on disk before the incoming element is
@@ -26,20 +26,19 @@ from typing import Optional
 
 from dirq.queue import Queue
 
-from ssm.queues import fsync_path
+from acctbase.durable import sync_new
+from ssm.dirqueue import INCOMING_SCHEMA as RECEIVER_INCOMING_SCHEMA
+from ssm.dirqueue import QUEUE_UMASK, as_bytes
+from ssm.dirqueue import REJECT_SCHEMA as RECEIVER_REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 
-# Field schemas (messages.md §1). Writers (ssmreceive, REST) set body/signer/empaid as UTF-8
-# text. The loader reads and rejects them as bytes: dirq's text reading silently drops a
-# truncated multi-byte character at the end of a file, and a message that is not UTF-8 must
-# reach the reject queue byte for byte, for the operator to inspect and reprocess. On disk,
-# UTF-8 text is the same under either schema.
-INCOMING_SCHEMA = {"body": "binary", "signer": "binary", "empaid": "binary?", "error": "binary?"}
-REJECT_SCHEMA = {"body": "binary", "signer": "binary?", "empaid": "binary?", "error": "string"}
+# The receiver's queues read and rejected as bytes: a message that is not UTF-8 must
+# reach the reject queue byte for byte, for the operator to inspect and reprocess. The
+# reason the loader gives is its own text.
+INCOMING_SCHEMA = as_bytes(RECEIVER_INCOMING_SCHEMA)
+REJECT_SCHEMA = {**as_bytes(RECEIVER_REJECT_SCHEMA), "error": "string"}
 ACCEPT_SCHEMA = {"body": "string", "signer": "string", "empaid": "string?"}
-# Queue files and directories are private to the service account (ssm.md §12.8).
-QUEUE_UMASK = 0o077
 REGISTRY_FILE = ".apeldbloader.lock"
 
 
@@ -57,11 +56,7 @@ def add_durably(queue: Queue, data: dict) -> str:
     """
     name = queue.add(data)
     element = os.path.join(queue.path, name)
-    for field in os.listdir(element):
-        fsync_path(os.path.join(element, field))
-    fsync_path(element)
-    fsync_path(os.path.dirname(element))  # the rename's target directory
-    fsync_path(queue.path)  # a new intermediate directory may have been created
+    sync_new([os.path.join(element, field) for field in os.listdir(element)], queue.path)
     return name
 
 

@@ -1,9 +1,9 @@
-"""The allowed-signer DN file (default ``/etc/apel/dns``), spec §8.
+"""The allowed-signer DN file (default ``/etc/apel/dns``).
 
 One slash-form DN per line; blank and ``#`` lines are skipped, other lines that do
 not start with ``/`` are warned about and ignored. The receiver keeps the last good
-list when a reload finds the file empty or unreadable (the existing SSM died,
-spec §12), so a half-written file from ``retrieve_dns`` cannot stop the service.
+list when a reload finds the file empty or unreadable (the existing SSM died), so
+a half-written file from ``retrieve_dns`` cannot stop the service.
 """
 
 from __future__ import annotations
@@ -19,16 +19,27 @@ class DNFileError(Exception):
     """The DN file is unreadable or holds no valid DN; the message is one line."""
 
 
-def parse_dns(text: str, path: str = "<dns>") -> list[str]:
-    """The valid DNs of a DN file's text, in file order (duplicates kept once)."""
+def dn_lines(text: str) -> list[str]:
+    """The entries of a DN file, stripped, in file order: blank and ``#`` lines dropped.
+
+    Every DN file (the allowed list, and apelauth's extra and banned lists) is read
+    through this, so the receiver and apelauth never disagree about what a line is.
+    """
+    return [line for line in (raw.strip() for raw in text.splitlines()) if line and not line.startswith("#")]
+
+
+def parse_dns(text: str, path: str = "<dns>", warn: bool = True) -> list[str]:
+    """The valid DNs of a DN file's text, in file order (duplicates kept once).
+
+    An entry that is not a slash-form DN is skipped, with a warning unless ``warn``
+    is false (apelauth counting the current file has no use for them).
+    """
     dns: list[str] = []
     seen = set()
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in dn_lines(text):
         if not line.startswith("/"):
-            log.warning("DN in incorrect format: %s", line)
+            if warn:
+                log.warning("DN in incorrect format: %s", line)
             continue
         if line not in seen:
             seen.add(line)

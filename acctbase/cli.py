@@ -2,8 +2,8 @@
 
 Each program accepts ``-c/--config`` (and the APEL ones ``-d/--db``) with the same
 defaults as the existing tools, ``-v/--version``, and the deprecated
-``-l/--log_config``. Any ``ConfigError`` or ``FatalError`` ends the program with exit
-code 1 and one line on stderr, never a traceback.
+``-l/--log_config``. Any ``ConfigError``, ``FatalError`` or other ``ReportedError`` (what
+the libraries raise) ends the program with exit code 1 and one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import logging
 import sys
 from typing import Callable, Optional
 
-from ssm.config import ConfigError
+from acctbase.config import ConfigError
+from acctbase.exceptions import ReportedError
 
 log = logging.getLogger(__name__)
 
 
-class FatalError(Exception):
-    """A problem that stops the program; the message is the one line shown."""
+class FatalError(ReportedError):
+    """A problem ``bin/`` finds that stops the program; the message is the one line shown."""
 
 
 def make_parser(
@@ -62,7 +63,7 @@ def run(main: Callable[[], int], prog: str) -> None:
     """
     try:
         status = main()
-    except (ConfigError, FatalError) as exc:
+    except (ConfigError, ReportedError) as exc:
         _fail(prog, str(exc))
     except KeyboardInterrupt:
         _fail(prog, "interrupted")
