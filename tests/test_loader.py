@@ -420,7 +420,7 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> int:
             proc.wait()
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.services)])
 def env(request, tmp_path) -> LoaderEnv:
     """A loader setup on SQLite or on a fresh MariaDB database with the schema."""
     if request.param == "sqlite":
@@ -513,6 +513,7 @@ def test_once_with_unreachable_database_keeps_the_message_and_exits_1(tmp_path):
     assert "database unavailable" in line and "giving up" in line
 
 
+@pytest.mark.services
 @pytest.mark.timeout(180)
 def test_database_outage_keeps_messages_and_loads_them_when_it_is_back(tmp_path):
     server = MariaDB(str(tmp_path / "private-mariadb")).start()

@@ -28,6 +28,8 @@ from test_ssm_support import (
 from apel.testkit.services import ActiveMQ
 from ssm.queues import DirqOutgoingQueue
 
+pytestmark = pytest.mark.services  # every test here runs against its own ActiveMQ
+
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory, pki):

@@ -442,7 +442,7 @@ class Env:
         self.db.close()
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def env(request, tmp_path):
     environment = Env(tmp_path, db_settings(request.param, request, tmp_path))
     yield environment

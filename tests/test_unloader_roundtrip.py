@@ -70,7 +70,7 @@ def rows(env: Env, view: str, columns: tuple[str, ...], fold: tuple[str, ...] = 
     return sorted(result, key=repr)
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def pair(request, tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
