@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     fill_queue,
     run_send,
     start_receiver,

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     SSMSEND,
     fill_queue,
     make_body,

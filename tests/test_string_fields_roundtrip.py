@@ -19,7 +19,7 @@ import pytest
 from dirq.QueueSimple import QueueSimple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_records_roundtrip import (
+from record_strategies import (
     cloud_summaries,
     clouds,
     jobs,

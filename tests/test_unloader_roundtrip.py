@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from dirq.queue import Queue
-from test_unloader import PUBLISHER, Env, db_settings
+from unloader_support import PUBLISHER, Env, db_settings
 
 from apel.records import JOB, SUMMARY, render_message
 from apel.samples import job_records, summary_records
