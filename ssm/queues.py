@@ -298,7 +298,9 @@ class DurableQueue:
             raise OSError(error, f"syncfs: {os.strerror(error)}")
 
     def _fsync_elements(self, items: list[dict[str, str]], names: list[str]) -> None:
-        files, elements, buckets = [], [], set()
+        files: list[str] = []
+        elements: list[str] = []
+        buckets: set[str] = set()
         for data, name in zip(items, names):
             element = os.path.join(self.path, name)
             files.extend(os.path.join(element, field) for field in data)  # one file per field
@@ -339,5 +341,5 @@ def read_all(queue: DurableQueue) -> list[dict[str, str]]:
     for name in queue.names():
         item: dict[str, Optional[str]] = dict(queue.read(name))
         item["name"] = name
-        items.append(item)  # type: ignore[arg-type]
-    return items
+        items.append(item)
+    return items  # type: ignore[return-value]  # "name" is always set, other fields may be None

@@ -92,9 +92,9 @@ def handle_message(
             raw_text = body
         else:
             try:
-                raw_text = bytes(body).decode("utf-8")
+                raw_text = bytes(body).decode("utf-8")  # type: ignore[call-overload]  # bytes-like from stomp
             except UnicodeDecodeError as exc:
-                raw_text = bytes(body).decode("utf-8", "backslashreplace")
+                raw_text = bytes(body).decode("utf-8", "backslashreplace")  # type: ignore[call-overload]
                 return _reject(raw_text, NOT_AVAILABLE, empaid, f"Message is not UTF-8 text: {exc.reason}")
         if not raw_text.strip():
             return _reject(raw_text, NOT_AVAILABLE, empaid, "Empty text passed to _handle_msg.")

@@ -95,9 +95,9 @@ class _EOFAwareTransport(stomp.transport.Transport):
     the disconnection at once.
     """
 
-    def receive(self):  # type: ignore[no-untyped-def]
+    def receive(self):
         data = super().receive()
-        if data == b"" and not self.blocking and self.running:  # None means "nothing yet"
+        if data == b"" and not self.blocking and self.running:  # type: ignore[has-type]  # None means "nothing yet"
             log.debug("Broker closed the TLS connection")
             self.running = False
         return data
@@ -108,7 +108,7 @@ class _EOFAwareTransport(stomp.transport.Transport):
     # as one write. Other threads (heart-beats, DISCONNECT) are never held back.
     _corks = threading.local()
 
-    def transmit(self, frame):  # type: ignore[no-untyped-def]
+    def transmit(self, frame):
         held = getattr(self._corks, "frames", None)
         if held is None or held[0] is not self:
             return super().transmit(frame)

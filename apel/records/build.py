@@ -54,7 +54,7 @@ def build_record(spec: MessageSpec, raw: Mapping[str, Any], index: Union[int, st
             number = int(value)
         except (ValueError, TypeError):
             raise InvalidMessage(f"record {index}: field {name}: Invalid int value {quote(value)}") from None
-        if number < field.minimum or number > field.maximum:
+        if number < field.minimum or number > field.maximum:  # type: ignore[operator]  # int fields have both
             raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
         record[name] = number
     for name, mandatory in steps.datetimes:
@@ -110,7 +110,7 @@ def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chos
         fqan = record["FQAN"]
         if fqan != "None" or spec.fqan == FQAN_ALWAYS:
             record["VO"], record["VOGroup"], record["VORole"] = parse_fqan(fqan)
-    spec.check(record, index, now)
+    spec.check(record, index, now)  # type: ignore[arg-type]  # checks only format the index
 
 
 def _missing(raw: Mapping[str, Any], index: Union[int, str], name: str) -> InvalidMessage:
