@@ -54,7 +54,8 @@ class ConfigFile:
         if not os.path.isfile(self.path):
             raise ConfigError(f"{self.path}: config file not found")
         self._parser = configparser.RawConfigParser(defaults=defaults)
-        self._parser.optionxform = str  # keep option names as written (extra-dns, ...)
+        # keep option names as written (extra-dns, ...): configparser's documented hook
+        self._parser.optionxform = str  # type: ignore[assignment,method-assign]
         try:
             with open(self.path, encoding="utf-8") as handle:
                 self._parser.read_file(handle)

@@ -59,7 +59,7 @@ def read_settings(config: ConfigFile) -> AuthSettings:
     proxy = _url(config, "proxy", None) if config.get(SECTION, "proxy", "") else None  # empty: none
     return AuthSettings(
         allowed_dns=allowed,
-        gocdb_url=_url(config, "gocdb_url", DEFAULT_GOCDB_URL),
+        gocdb_url=_url(config, "gocdb_url", DEFAULT_GOCDB_URL),  # type: ignore[arg-type]  # has a default
         extra_dns=_path(config, "extra-dns", None, MAYBE_FILE),
         banned_dns=_path(config, "banned-dns", None, MAYBE_FILE),
         proxy=proxy,

@@ -120,13 +120,16 @@ class SignAhead:
                     return self._split_stream(name, handle, size)
                 raw = handle.read()
         except OSError as exc:
-            return self._set_aside(name, f"cannot be read: {exc}")
+            self._set_aside(name, f"cannot be read: {exc}")
+            return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return self._set_aside(name, f"is not valid UTF-8 text ({exc.reason} at byte {exc.start})")
+            self._set_aside(name, f"is not valid UTF-8 text ({exc.reason} at byte {exc.start})")
+            return None
         if not text.strip():
-            return self._set_aside(name, "is empty")
+            self._set_aside(name, "is empty")
+            return None
         return text
 
     def _finish(self, name: str, text: str, body: Optional[str], problem: str) -> list[Prepared]:
@@ -155,11 +158,12 @@ class SignAhead:
                 break
             signed = [sign_message(part, opts.certificate, opts.key, opts.server_cert) for part in texts]
             failed = next((problem for body, problem in signed if body is None), None)
-            if failed:
+            if failed is not None:
                 self._set_aside(name, failed)
                 return []
-            if all(len(body.encode("utf-8")) <= limit for body, _ in signed):
-                return self._requeue(name, texts, [body for body, _ in signed], size)
+            bodies = [body for body, _ in signed if body is not None]
+            if all(len(body.encode("utf-8")) <= limit for body in bodies):
+                return self._requeue(name, texts, bodies, size)
             if len(texts) < parts:  # one record per message and still too big
                 break
             parts *= 2
@@ -233,7 +237,6 @@ class SignAhead:
         with self._cv:
             self._problems.append(line)
         self._unlock(name)
-        return None
 
     def _unlock(self, name: str) -> None:
         try:

@@ -108,7 +108,7 @@ class _EOFAwareTransport(stomp.transport.Transport):
     # way the message came back on the next connection, and the same happened again.
     _reading_since: Optional[float] = None
 
-    def receive(self):  # type: ignore[no-untyped-def]
+    def receive(self):
         if self._reading_since is not None and time.monotonic() - self._reading_since > READ_SLICE:
             # Not read yet: stomp.py's read loop stops as if the socket were drained, and
             # its I/O loop writes what is waiting (heart-beats, acks) before reading on.
@@ -123,7 +123,7 @@ class _EOFAwareTransport(stomp.transport.Transport):
             if self._reading_since is None:
                 self._reading_since = time.monotonic()
             self._alive()
-        elif data == b"" and not self.blocking and self.running:  # None means "nothing yet"
+        elif data == b"" and not self.blocking and self.running:  # type: ignore[has-type]  # None: nothing yet
             log.debug("Broker closed the TLS connection")
             self.running = False
         return data
@@ -140,7 +140,7 @@ class _EOFAwareTransport(stomp.transport.Transport):
     # as one write. Other threads (heart-beats, DISCONNECT) are never held back.
     _corks = threading.local()
 
-    def transmit(self, frame):  # type: ignore[no-untyped-def]
+    def transmit(self, frame):
         held = getattr(self._corks, "frames", None)
         if held is None or held[0] is not self:
             return super().transmit(frame)

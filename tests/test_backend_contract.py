@@ -337,6 +337,7 @@ def test_backend_declares_a_dialect(name):
         assert dialect.upsert("T", ("a", "b"), ("a",), "SELECT 1, 2", [MergeColumn("b", Merge.ADD)])
 
 
+@pytest.mark.services  # every outcome loads into MariaDB too
 @pytest.mark.parametrize("name", BACKENDS)
 def test_every_message_is_loaded_and_every_view_published(name, outcome):
     result = outcome(name)
@@ -351,6 +352,7 @@ def test_every_message_is_loaded_and_every_view_published(name, outcome):
     assert all(attributes for _, attributes in storage), "StAR records published without group attributes"
 
 
+@pytest.mark.services  # every outcome loads into MariaDB too
 @pytest.mark.parametrize("name", BACKENDS)
 def test_incremental_summaries_equal_a_full_run(name, outcome):
     result = outcome(name)
@@ -365,6 +367,7 @@ def test_incremental_summaries_equal_a_full_run(name, outcome):
         assert result.after_incremental[table] == rows, f"{table}: incremental run differs from --full"
 
 
+@pytest.mark.services  # every outcome loads into MariaDB too
 @pytest.mark.parametrize("name", BACKENDS)
 def test_backends_publish_the_same_records(name, outcome):
     others = [other for other in BACKENDS if other != name]

@@ -418,6 +418,7 @@ def _run_all(batches: dict, shared: Shared, parallel: int) -> dict:
         return {name: future.result() for name, future in futures.items()}
 
 
+@pytest.mark.slow  # hundreds of program runs: about 40 s on 2 cores
 def test_every_option_of_every_program_refuses_hostile_values_in_one_line(shared, tmp_path):
     base_cases = {}
     for program in PROGRAMS:

@@ -496,6 +496,7 @@ def disagreements(case: Built, caplog: pytest.LogCaptureFixture) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # an openssl verify run per case and CRL mode: about 20 s on 2 cores
 @pytest.mark.parametrize("index", range(CASES), ids=lambda i: f"case_{i}")
 def test_agrees_with_openssl_verify(index, tmp_path, caplog):
     case = build(plan_chain(index), str(tmp_path))

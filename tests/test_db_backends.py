@@ -48,14 +48,18 @@ def _connected(kind: str, request, tmp_path):
     return db
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def backend(request, tmp_path):
     db = _connected(request.param, request, tmp_path)
     yield db
     db.close()
 
 
-@pytest.fixture(params=["mysql", "mysql-values", "sqlite"])
+@pytest.fixture(params=[
+    pytest.param("mysql", marks=pytest.mark.services),
+    pytest.param("mysql-values", marks=pytest.mark.services),
+    "sqlite",
+])
 def writer(request, tmp_path):
     """Like ``backend``, plus MySQL without LOAD DATA LOCAL: for the tests of how values
     are written (both MySQL write paths must store exactly the same)."""
@@ -652,6 +656,7 @@ def test_mysql_without_schema_says_which_file_to_load(mysql_database):
     db.close()
 
 
+@pytest.mark.services
 def test_mysql_reconnects_after_losing_the_connection(request, tmp_path):
     db = load_backend("mysql")(settings_for("mysql", request, tmp_path))
     db.connect()
@@ -670,6 +675,7 @@ def test_mysql_reconnects_after_losing_the_connection(request, tmp_path):
     db.close()
 
 
+@pytest.mark.services
 def test_mysql_lock_wait_timeout_is_database_unavailable(request, tmp_path):
     db = load_backend("mysql")(settings_for("mysql", request, tmp_path))
     db.connect()
@@ -689,6 +695,7 @@ def test_mysql_lock_wait_timeout_is_database_unavailable(request, tmp_path):
     db.close()
 
 
+@pytest.mark.services
 def test_mysql_deadlock_with_another_transaction_is_tried_again_at_once(request, tmp_path, caplog):
     """A real deadlock: another transaction holds the job's row, the load waits for it
     while holding the SummariserGate row in share mode, then the other asks for the gate

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_loader import LOADER
-from test_ssm_support import SSMRECEIVE, write_dns, write_receiver_cfg
+from loader_support import LOADER
+from ssm_support import SSMRECEIVE, write_dns, write_receiver_cfg
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,7 +21,7 @@ import subprocess
 import time
 
 import pytest
-from test_loader import LoaderEnv, apply_mysql_schema, job_message, jobs, mysql_settings
+from loader_support import LoaderEnv, apply_mysql_schema, job_message, jobs, mysql_settings
 
 from acctbase.pidfile import read_pid
 from apel.db.backend import load_backend

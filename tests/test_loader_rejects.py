@@ -18,7 +18,7 @@ import pytest
 from dirq.queue import Queue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_loader import JOB_V03, SIGNER, LoaderEnv
+from loader_support import JOB_V03, SIGNER, LoaderEnv
 
 from apel.db.backend import load_backend
 from apel.services.loader import EXIT_REJECTED, Loader, LoaderSettings

@@ -7,8 +7,7 @@ import signal
 import time
 
 import pytest
-
-from tests.test_loader import (
+from loader_support import (
     LoaderEnv,
     apply_mysql_schema,
     job_message,

@@ -13,9 +13,9 @@ from dataclasses import replace
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
+from car_messages import car, car_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_records_xml import car, car_record
 
 from apel.db import rows
 from apel.db.backend import StorageError

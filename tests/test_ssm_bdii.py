@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     fill_queue,
     run_send,
     start_receiver,
@@ -75,11 +75,13 @@ def test_prod_ssl_brokers_include_ipv6_and_skip_bad_endpoints(bdii, activemq):
         [Broker("127.0.0.1", activemq.ssl_port), Broker("2001:db8::7", 61614)], key=str)
 
 
+@pytest.mark.services  # the bdii fixture is a slapd
 def test_test_network_and_plain_stomp(bdii):
     assert discover(bdii.url, "TEST-NWOB", use_ssl=True) == [Broker("test.example.org", 6162)]
     assert discover(bdii.url, "TEST-NWOB", use_ssl=False) == [Broker("mq.cro-ngi.hr", 6163)]
 
 
+@pytest.mark.services  # the bdii fixture is a slapd
 def test_empty_result_is_a_clear_error(bdii):
     with pytest.raises(BrokerDiscoveryError, match="No brokers available"):
         discover(bdii.url, "PROD", use_ssl=False)
@@ -141,6 +143,7 @@ def test_ssmsend_finds_its_broker_in_the_bdii(tmp_path, pki, bdii, activemq):
     assert item["body"] == "found you\n%%"
 
 
+@pytest.mark.services  # the bdii fixture is a slapd
 def test_ssmsend_bdii_errors_are_one_line(tmp_path, pki, bdii):
     sender = pki.host("bdii-sender2")
     fill_queue(str(tmp_path / "outgoing"), ["x"])

@@ -9,7 +9,7 @@ certificate is one the broker does not trust. Each program must name the failure
 from __future__ import annotations
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     fill_queue,
     run_send,
     start_receiver,

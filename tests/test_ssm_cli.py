@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     SSMRECEIVE,
     SSMSEND,
     fill_queue,

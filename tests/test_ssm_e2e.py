@@ -12,7 +12,7 @@ import time
 
 import pytest
 import stomp
-from test_ssm_support import (
+from ssm_support import (
     fill_queue,
     make_body,
     openssl_sign,

@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     publish,
     start_receiver,
     unique_destination,

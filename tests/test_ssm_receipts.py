@@ -11,7 +11,7 @@ import socket
 import threading
 
 import pytest
-from test_ssm_support import fill_queue, run_send, write_sender_cfg
+from ssm_support import fill_queue, run_send, write_sender_cfg
 
 from ssm.dirqueue import DirqOutgoingQueue
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from test_ssm_support import (
+from ssm_support import (
     SSMSEND,
     fill_queue,
     make_body,
@@ -27,6 +27,8 @@ from test_ssm_support import (
 
 from apel.testkit.services import ActiveMQ
 from ssm.dirqueue import DirqOutgoingQueue
+
+pytestmark = pytest.mark.services  # every test here runs against its own ActiveMQ
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ssm_support import (
+from ssm_support import (
     fill_queue,
     run_send,
     start_receiver,

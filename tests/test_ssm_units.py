@@ -10,7 +10,7 @@ import time
 
 import pytest
 from dirq.queue import Queue
-from test_ssm_support import openssl_sign
+from ssm_support import openssl_sign
 
 import acctbase.durable as durable
 from ssm import crypto

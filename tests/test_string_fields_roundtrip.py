@@ -19,7 +19,7 @@ import pytest
 from dirq.QueueSimple import QueueSimple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_records_roundtrip import (
+from record_strategies import (
     cloud_summaries,
     clouds,
     jobs,
@@ -147,7 +147,7 @@ class Database:
         return [queue.get(name).decode("utf-8") for name in queue if queue.lock(name)]
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def database(request, tmp_path):
     if request.param == "mysql":
         args = request.getfixturevalue("mysql_database")

@@ -55,7 +55,7 @@ def open_backend(settings: dict):
     return db
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def backend(request, tmp_path):
     db = open_backend(settings_for(request.param, request, tmp_path))
     yield db

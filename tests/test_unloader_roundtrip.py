@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from dirq.queue import Queue
-from test_unloader import PUBLISHER, Env, db_settings
+from unloader_support import PUBLISHER, Env, db_settings
 
 from apel.records import JOB, SUMMARY, render_message
 from apel.samples import job_records, summary_records
@@ -70,7 +70,7 @@ def rows(env: Env, view: str, columns: tuple[str, ...], fold: tuple[str, ...] = 
     return sorted(result, key=repr)
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=[pytest.param("mysql", marks=pytest.mark.services), "sqlite"])
 def pair(request, tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
 from apel.db.dialect import Dialect, UnsupportedBackend
@@ -134,7 +134,7 @@ class Backend(abc.ABC):
         self.close()
 
 
-def available_backends() -> dict[str, object]:
+def available_backends() -> dict[str, EntryPoint]:
     """The entry points registered under ``apel.backends``, by name."""
     found = entry_points()
     if hasattr(found, "select"):  # Python >= 3.10

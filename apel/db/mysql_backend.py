@@ -73,7 +73,7 @@ class MySQLBackend(Backend):
                     "SELECT COUNT(*) FROM information_schema.TABLES"
                     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", ("JobRecords",),
                 )
-                (found,) = cur.fetchone()
+                (found,) = cur.fetchone()  # type: ignore[misc]  # COUNT(*) always gives a row
         except pymysql.Error as exc:
             self.close()
             raise error_for(exc) from exc

@@ -10,7 +10,7 @@ schema makes 'RAL-LCG2' and 'ral-lcg2 ' the same name; the first stored spelling
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import pymysql.cursors
 
@@ -118,7 +118,7 @@ def substitute(part: TableData, ids: Ids) -> None:
     """Replace the names at the layout's lookup positions by their ids, in place."""
     layout = part.layout
     for position, table in layout.lookup_positions:
-        column = list(map(ids[table].__getitem__, part.columns[position]))
+        column: list[Any] = list(map(ids[table].__getitem__, part.columns[position]))
         if layout.publisher_as_text and layout.columns[position] == "PublisherDNID":
             column = list(map(str, column))
         part.columns[position] = column

@@ -170,7 +170,7 @@ def job_deltas(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> Optiona
     keys = list(zip(*key_columns))
     positions: dict[tuple, Any] = dict(zip(keys, range(count)))  # the last position of each key
     if len(positions) == count:  # every key once (a single job's values fit the columns)
-        return [*key_columns, description, end, end, wall, cpu, [1] * count]
+        return [*key_columns, description, end, end, wall, cpu, [1] * count]  # type: ignore[list-item]
     for at, key in enumerate(keys):  # a key met more than once: the list of its positions
         found = positions[key]
         if isinstance(found, list):

@@ -244,7 +244,7 @@ class SQLiteBackend(Backend):
             for name in dict.fromkeys(columns[position]):
                 if name not in ids:
                     ids[name] = self._lookup(conn, table, name)
-            column = list(map(ids.__getitem__, columns[position]))
+            column: list[Any] = list(map(ids.__getitem__, columns[position]))
             if layout.publisher_as_text and layout.columns[position] == "PublisherDNID":
                 column = list(map(str, column))
             columns[position] = column
@@ -263,7 +263,7 @@ class SQLiteBackend(Backend):
         select = f"SELECT id FROM {table} WHERE rtrim(name, ' ') = rtrim(?, ' ') COLLATE NOCASE"  # noqa: S608
         found = conn.execute(select, (name,)).fetchone()
         if found is None:
-            return conn.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,)).lastrowid  # noqa: S608
+            return conn.execute(f"INSERT INTO {table} (name) VALUES (?)", (name,)).lastrowid  # type: ignore[return-value]  # noqa: S608 - set by an INSERT
         return found[0]
 
     @staticmethod

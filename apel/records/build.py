@@ -69,7 +69,7 @@ def _int_in_range(value: Any, field: Field, index: Union[int, str], name: str) -
         number = int(value)
     except (ValueError, TypeError):
         raise InvalidMessage(f"record {index}: field {name}: Invalid int value {quote(value)}") from None
-    if number < field.minimum or number > field.maximum:
+    if number < field.minimum or number > field.maximum:  # type: ignore[operator]  # int fields have both
         raise InvalidMessage(f"record {index}: field {name}: {range_error(field, number)}")
     return number
 
@@ -124,7 +124,7 @@ def finish_record(spec: MessageSpec, record: Record, chosen: Optional[str], chos
         fqan = record["FQAN"]
         if fqan != "None" or spec.fqan == FQAN_ALWAYS:
             record["VO"], record["VOGroup"], record["VORole"] = parse_fqan(fqan)
-    spec.check(record, index, now)
+    spec.check(record, index, now)  # type: ignore[arg-type]  # checks only format the index
 
 
 def _missing(raw: Mapping[str, Any], index: Union[int, str], name: str) -> InvalidMessage:

@@ -215,8 +215,8 @@ def _dict_value_converter(fld: Field) -> Callable[[Any], Any]:
 _JOB_IGNORED = frozenset(("SubmitHostType", "UpdateTime"))
 _UPDATE_TIME = frozenset(("UpdateTime",))
 
-_JOB_RULES = {"check": checks.job, "check_columns": checks.job_columns}
-_SUMMARY_RULES = {"check": checks.summary, "check_columns": checks.summary_columns}
+_JOB_RULES: dict[str, Any] = {"check": checks.job, "check_columns": checks.job_columns}
+_SUMMARY_RULES: dict[str, Any] = {"check": checks.summary, "check_columns": checks.summary_columns}
 
 JOB_SPEC = MessageSpec(JOB, "APEL-individual-job-message: v0.3", _JOB_IGNORED,
                        checked_by_rule=frozenset(("ServiceLevel", "ServiceLevelType")),

@@ -142,7 +142,7 @@ def to_datetime(value: Any) -> datetime:
         m = _ISO_Z.fullmatch(value)
         if m is not None:
             try:
-                return _check_datetime(datetime(*map(int, m.groups()), tzinfo=UTC))
+                return _check_datetime(datetime(*map(int, m.groups()), tzinfo=UTC))  # type: ignore[misc,arg-type]  # 6 ints
             except ValueError as exc:
                 raise ValueError(f"Invalid datetime value {quote(value)}: {exc}") from None
         try:
@@ -175,7 +175,7 @@ def int_converter(field: Field) -> Callable[[Any], int]:
             raise ValueError(f"Invalid int value {quote(value)}") from None
         if value.__class__ is float and n != value:
             raise ValueError(f"Invalid int value {quote(value)}")
-        if not lo <= n <= hi:
+        if not lo <= n <= hi:  # type: ignore[operator]  # int fields have both bounds
             raise range_error(field, n)
         return n
 

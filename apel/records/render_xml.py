@@ -73,13 +73,13 @@ def _car_record(record: Record, create_time: str) -> str:
                                                        ("description", "InfrastructureDescription"))
                       if _present(get(name))}
     if infrastructure:
-        out.append(_empty("urf", "Infrastructure", infrastructure))
+        out.append(_empty("urf", "Infrastructure", infrastructure))  # type: ignore[arg-type]  # present values
     out.append(_element("urf", "WallDuration", f"PT{get('WallDuration')}S"))
     out.append(_element("urf", "CpuDuration", f"PT{get('CpuDuration')}S", {"usageType": "all"}))
     if _present(get("ServiceLevel")):
         level_type = get("ServiceLevelType")
         attrs = {"type": level_type} if _present(level_type) else {}
-        out.append(_element("urf", "ServiceLevel", get("ServiceLevel"), attrs))
+        out.append(_element("urf", "ServiceLevel", get("ServiceLevel"), attrs))  # type: ignore[arg-type]
     for name, kind in (("MemoryReal", "Physical"), ("MemoryVirtual", "Shared")):
         if _present(get(name)):
             out.append(_element("urf", "Memory", get(name), {"type": kind, "storageUnit": "KB"}))
@@ -107,7 +107,7 @@ _STAR_TAIL = ("StartTime", "EndTime", "ResourceCapacityUsed", "LogicalCapacityUs
 
 def _star_record(record: Record, attributes: list[Record]) -> str:
     get = record.get
-    identity = {"createTime": _iso(get("CreateTime")) if isinstance(get("CreateTime"), datetime)
+    identity = {"createTime": _iso(get("CreateTime")) if isinstance(get("CreateTime"), datetime)  # type: ignore[arg-type]
                 else str(get("CreateTime")), "recordId": str(get("RecordId"))}
     out = ["<sr:StorageUsageRecord>", _empty("sr", "RecordIdentity", identity)]
     out.extend(_element("sr", name, get(name)) for name in _STAR_HEAD if _present(get(name)))

@@ -122,12 +122,12 @@ def _benchmark_dicts(texts: Column) -> Optional[tuple[Sequence[str], Sequence[st
     """
     matches = list(map(_ONE_BENCHMARK.fullmatch, texts))
     if None not in matches:
-        keys, numbers = zip(*map(_GROUPS, matches))
+        keys, numbers = zip(*map(_GROUPS, matches))  # type: ignore[arg-type]  # no None: checked above
         kinds = list(map(str.lower, keys))
         if VALID_SERVICE_LEVEL_TYPES.issuperset(kinds):
             return kinds, numbers
     try:
-        kinds, numbers = zip(*map(parse_benchmark_dict, texts))
+        kinds, numbers = zip(*map(parse_benchmark_dict, texts))  # type: ignore[assignment]
     except ValueError:  # also a null: "" is not a dict
         return None
     return kinds, numbers
@@ -157,7 +157,7 @@ class CanonicalReader:
             "\n?" + "".join(f"(?:{re.escape(name)}: (.*)(?:\n|\\Z)|)" for name in self.names))
         self.layout_pattern = lru_cache(maxsize=_MAX_LAYOUTS)(self._layout_pattern)
         self.steps: list[_Step] = []
-        self.dicts: list[tuple[int, Callable[[str], Any]]] = []  # v0.4 benchmark dict fields
+        self.dicts: list[tuple[int, Callable[[Column], Optional[Column]]]] = []  # v0.4 benchmark dict fields
         steps = spec.steps
         if min((length for _, _, length in steps.strings), default=4) < 4:
             raise ValueError("the string checks below assume no field is shorter than a null spelling")
@@ -217,7 +217,7 @@ class CanonicalReader:
         if pattern is not None:
             matches = list(takewhile(bool, map(pattern.fullmatch, chunks)))  # up to the first miss
             if len(matches) == len(chunks):
-                rows = list(map(_GROUPS, matches))
+                rows = list(map(_GROUPS, matches))  # type: ignore[arg-type]  # all matched
                 columns = [[""] * len(chunks) for _ in self.names]  # absent fields read as null
                 for key, column in zip(keys, zip(*rows)):
                     columns[self.position[key]] = list(map(_STRIP, column))
@@ -227,7 +227,7 @@ class CanonicalReader:
         matches = list(takewhile(bool, map(self.any_layout.fullmatch, chunks)))  # a miss costs one match
         if len(matches) != len(chunks):
             return None
-        rows = list(map(_GROUPS, matches, repeat("")))  # an absent field reads as "", i.e. null
+        rows = list(map(_GROUPS, matches, repeat("")))  # type: ignore[arg-type]  # an absent field reads as "", i.e. null
         return [list(map(_STRIP, column)) for column in zip(*rows)]
 
     def read(self, parts: list[str], now: datetime) -> Optional[list[Record]]:

@@ -82,7 +82,7 @@ def _raw_record(record: Element, index: int) -> dict[str, Any]:
         if level_type is not None:
             raw["ServiceLevelType"] = level_type.strip()
     for memory in record.findall(f".//{_Q}Memory"):
-        name = _MEMORY.get(attribute(memory, CAR_NS, "type") or "")
+        name = _MEMORY.get(attribute(memory, CAR_NS, "type") or "")  # type: ignore[assignment]  # None: skipped
         unit = attribute(memory, CAR_NS, "storageUnit")
         if name and name not in raw and unit in (None, "KB"):
             raw[name] = text_of(memory)

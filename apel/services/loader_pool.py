@@ -74,6 +74,7 @@ def _worker(
 ) -> None:
     """The body of one worker process (forked: it inherits the parent's signal handlers,
     whose ``stop`` event is now this process's own copy)."""
+    failure: Optional[str]
     status, failure, totals = EXIT_UNAVAILABLE, "the worker failed to start", PassResult()
     try:
         _stop_with_parent(parent)
@@ -123,7 +124,7 @@ class LoaderPool:
         )
         process.start()
         send.close()
-        self._running[process.pid] = (process, receive)
+        self._running[process.pid] = (process, receive)  # type: ignore[index]  # set by start()
 
     def reopen_logs(self) -> None:
         """SIGHUP in the parent: pass it on to every worker."""

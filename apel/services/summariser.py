@@ -289,10 +289,11 @@ class Summariser:
             # nothing recomputed: every delta entry is added (no check against the work
             # table per entry)
             everything = not recomputed
-            added = tx.query(statements.delta_site_months_all if everything
+            # the *_all statements exist whenever the per-site-month ones do
+            added = tx.query(statements.delta_site_months_all if everything  # type: ignore[arg-type]
                              else statements.delta_site_months)
             if added:
-                report.rows += tx.execute(statements.apply_all_deltas if everything
+                report.rows += tx.execute(statements.apply_all_deltas if everything  # type: ignore[arg-type]
                                           else statements.apply_deltas)
         # exactly the entries read above: recomputed or added
         report.pending_cleared += tx.execute(statements.delete_pending_of_chunk)

@@ -33,7 +33,7 @@ def encrypt(text: str, certpath: str, cipher: str = "aes128") -> str:
             pkcs7.PKCS7EnvelopeBuilder()
             .set_data(text.encode("utf-8"))
             .add_recipient(cert)
-            .set_content_encryption_algorithm(algorithm)
+            .set_content_encryption_algorithm(algorithm)  # type: ignore[arg-type]  # AES128 or AES256
             .encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
         )
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
@@ -62,7 +62,7 @@ def decrypt(encrypted_text: str, certpath: str, keypath: str) -> str:
     cert = load_cert_file(certpath)
     key = load_key_file(keypath)
     try:
-        plain = pkcs7.pkcs7_decrypt_der(der, cert, key, [])
+        plain = pkcs7.pkcs7_decrypt_der(der, cert, key, [])  # type: ignore[arg-type]  # not RSA: TypeError below
     except UnsupportedAlgorithm as e:
         raise CryptoException(f"decryption failed: unsupported cipher: {e}") from e
     except (ValueError, TypeError) as e:

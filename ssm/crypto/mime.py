@@ -164,7 +164,7 @@ def _multipart_parts(data: bytes, body: int, boundary: str) -> list[bytes]:
     hit = _find_delimiter(data, delim, body)
     if hit < 0:
         raise CryptoException("malformed multipart/signed message: boundary not found")
-    parts = []
+    parts: list[bytes] = []
     while True:
         after = hit + len(delim)
         if data.startswith(b"--", after):

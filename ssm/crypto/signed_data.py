@@ -12,7 +12,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
@@ -27,7 +27,7 @@ from ssm.crypto.names import slash_dn
 
 log = logging.getLogger(__name__)
 
-_HASHES = {
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
     "sha256": hashes.SHA256,
@@ -110,7 +110,7 @@ def _ski(cert: x509.Certificate) -> bytes:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
 def identify_signer(signed_data: cms.SignedData) -> Signed:
