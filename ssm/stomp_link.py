@@ -2,11 +2,12 @@
 
 * TLS with the host certificate as client certificate, and the broker's
   certificate checked against the CA directory (``capath``) *and* its host name
-  (spec §12 item 12); turning that off takes an explicit option.
+  (the existing SSM checked neither); turning that off takes an explicit option.
 * A bounded connect: stomp.py 9 hangs in ``connect(wait=True)`` when the broker
   drops a TLS 1.3 connection after the handshake (an untrusted client
   certificate), so we connect without waiting and give up after ``timeout``.
-* STOMP heart-beats, so a dead connection is noticed in seconds (spec §12 item 7).
+* STOMP heart-beats, so a dead connection is noticed in seconds (the
+  existing SSM pinged every ten minutes).
 * Callbacks never raise into stomp.py's receiver thread (an exception there used to
   lose messages or hang SSM).
 * ``batch()``: the frames a thread sends inside it (a window of messages, the acks

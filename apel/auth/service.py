@@ -1,6 +1,7 @@
 """One ``apelauth`` run: fetch, merge, guard, write, or keep the current file and say why.
 
-Decision table (``server.md`` §3, with the defects of §11 k fixed):
+Decision table (retrieve_dns's, except that it never writes a list without the GOCDB
+DNs unasked, and a missing DN file is not a crash):
 
 * fetch complete, list passes the guards: the file is replaced;
 * fetch complete, list empty or shrunk by more than ``max_shrink``: the file is kept
