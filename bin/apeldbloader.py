@@ -42,14 +42,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--foreground", action="store_true",
-        help="do not detach (for systemd); log to the configured places",
-    )
-    parser.add_argument(
-        "--once", action="store_true",
-        help="process what is queued, then exit (0: all loaded, 2: some rejected, 1: database unavailable)",
+        {
+            "--foreground": "do not detach (for systemd); log to the configured places",
+            "--once": "process what is queued, then exit "
+            "(0: all loaded, 2: some rejected, 1: database unavailable)",
+        },
     )
     return parser.parse_args(argv)
 

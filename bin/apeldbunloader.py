@@ -48,10 +48,7 @@ def parse_args(argv: Optional[list[str]] = None):
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="print the records per site and month that would be sent; write nothing",
+        {"--dry-run": "print the records per site and month that would be sent; write nothing"},
     )
     return parser.parse_args(argv)
 

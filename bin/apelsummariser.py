@@ -41,10 +41,7 @@ def parse_args(argv: Optional[list[str]] = None):
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--full", action="store_true",
-        help="recompute every site-month instead of only what was loaded since the last run",
+        {"--full": "recompute every site-month instead of only what was loaded since the last run"},
     )
     return parser.parse_args(argv)
 
