@@ -103,7 +103,7 @@ def refresh_dn_file(settings: AuthSettings, force: bool = False, now: Optional[f
     merged = build_list(gocdb_dns, extra, banned)
     log.info(
         "DN list: %d from GOCDB, +%d from extra-dns, -%d banned, %d invalid skipped, %d duplicates dropped",
-        merged.from_gocdb, merged.from_extra, merged.banned, merged.invalid, merged.duplicates,
+        *(merged.counts[key] for key in ("GOCDB", "extra-dns", "banned", "invalid", "duplicate")),
     )
 
     try:
