@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import stomp
@@ -217,29 +218,23 @@ class _Listener(stomp.ConnectionListener):
             log.exception("Message handler failed; the message is not acknowledged")
 
 
+@dataclass(eq=False)
 class StompLink:
     """A STOMP 1.1 connection to ``broker``; ``connect`` returns once CONNECTED."""
 
-    def __init__(
-        self,
-        broker: Broker,
-        tls: Optional[TLSSettings],
-        heartbeats: tuple[int, int] = DEFAULT_HEARTBEATS,
-        on_message: Optional[Callable[[StompLink, dict, object], None]] = None,
-        on_receipt: Optional[Callable[[str], None]] = None,
-        on_lost: Optional[Callable[[StompLink, str], None]] = None,
-    ) -> None:
-        self.broker = broker
-        self.tls = tls
-        self.heartbeats = heartbeats
-        self.on_message = on_message
-        self.on_receipt = on_receipt
-        self.on_lost = on_lost
+    broker: Broker
+    tls: Optional[TLSSettings]
+    heartbeats: tuple[int, int] = DEFAULT_HEARTBEATS
+    on_message: Optional[Callable[[StompLink, dict, object], None]] = None
+    on_receipt: Optional[Callable[[str], None]] = None
+    on_lost: Optional[Callable[[StompLink, str], None]] = None
+    lost_reason: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._closing = False
         self._error = ""
-        self.lost_reason = ""
         self._conn: Optional[stomp.Connection11] = None
 
     def __str__(self) -> str:
