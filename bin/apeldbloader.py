@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
-DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 MAX_WORKERS = 64
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     import apel
     from acctbase.cli import make_parser
+    from apel.db.settings import DEFAULT_DB_CONFIG
 
     parser = make_parser(
         PROG,

@@ -22,12 +22,11 @@ from acctbase.config import NEW_FILE, ConfigFile
 from acctbase.logs import setup_logging_or_console
 from acctbase.pidfile import PidFile
 from apel.db.backend import DatabaseUnavailable, StorageError
-from apel.db.settings import read_db_settings
+from apel.db.settings import DEFAULT_DB_CONFIG, read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
 
 PROG = "apelsummariser"
 DEFAULT_CONFIG = "/etc/apel/summariser.cfg"
-DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 DEFAULT_PIDFILE = "/var/run/apel/summariser.pid"
 SECTION = "summariser"
 
