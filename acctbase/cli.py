@@ -29,7 +29,9 @@ def make_parser(
     version: str,
     config_default: str,
     db_default: Optional[str] = None,
+    switches: Optional[dict[str, str]] = None,
 ) -> argparse.ArgumentParser:
+    """The shared options, plus ``switches``: on/off flags (``--name``) mapped to their help."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "-c", "--config", default=config_default,
@@ -45,6 +47,8 @@ def make_parser(
         help="deprecated: logging is configured in the [logging] section",
     )
     parser.add_argument("-v", "--version", action="version", version=version)
+    for flag, text in (switches or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     return parser
 
 

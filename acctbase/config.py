@@ -111,14 +111,8 @@ class ConfigFile:
             raise self.error(section, option, f"{raw!r} is not {what}") from None
 
     def getint(
-        self,
-        section: str,
-        option: str,
-        default: object = _REQUIRED,
-        *,
-        minimum: int,
-        maximum: int,
-        unit: str = "",
+        self, section: str, option: str, default: object = _REQUIRED, *,
+        minimum: int, maximum: int, unit: str = "",
     ) -> int:
         """A whole number within ``[minimum, maximum]``; the error states the range.
 
@@ -128,14 +122,8 @@ class ConfigFile:
         return self._ranged(section, option, default, int, "an integer", (minimum, maximum), unit)
 
     def getfloat(
-        self,
-        section: str,
-        option: str,
-        default: object = _REQUIRED,
-        *,
-        minimum: float,
-        maximum: float,
-        unit: str = "",
+        self, section: str, option: str, default: object = _REQUIRED, *,
+        minimum: float, maximum: float, unit: str = "",
     ) -> float:
         """A finite number within ``[minimum, maximum]``: nan, inf and values that
         overflow to inf (1e400) are refused, whatever the range."""

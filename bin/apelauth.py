@@ -83,11 +83,10 @@ def _main(argv: Optional[list[str]] = None) -> int:
         "Write the allowed-DN file of the SSM receiver from the GOCDB list of APEL hosts.",
         f"APEL {apel.__version__}",
         CONFIG_DEFAULT,
-    )
-    parser.add_argument(
-        "--force", action="store_true",
-        help="write the list even if it is empty or shrank by more than max_shrink, "
-        "or, after a failed fetch past expire_hours, from the pages that arrived",
+        switches={
+            "--force": "write the list even if it is empty or shrank by more than max_shrink, "
+            "or, after a failed fetch past expire_hours, from the pages that arrived",
+        },
     )
     args = parser.parse_args(argv)
     config = ConfigFile(args.config)

@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 PROG = "apeldbloader"
 DEFAULT_CONFIG = "/etc/apel/loader.cfg"
-DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 MAX_WORKERS = 64
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     import apel
     from acctbase.cli import make_parser
+    from apel.db.settings import DEFAULT_DB_CONFIG
 
     parser = make_parser(
         PROG,
@@ -42,14 +42,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--foreground", action="store_true",
-        help="do not detach (for systemd); log to the configured places",
-    )
-    parser.add_argument(
-        "--once", action="store_true",
-        help="process what is queued, then exit (0: all loaded, 2: some rejected, 1: database unavailable)",
+        {
+            "--foreground": "do not detach (for systemd); log to the configured places",
+            "--once": "process what is queued, then exit "
+            "(0: all loaded, 2: some rejected, 1: database unavailable)",
+        },
     )
     return parser.parse_args(argv)
 

@@ -21,7 +21,7 @@ from acctbase.cli import FatalError, make_parser, run, warn_deprecated
 from acctbase.config import NEW_DIR, ConfigFile
 from acctbase.logs import setup_logging_or_console
 from apel.db.backend import DatabaseUnavailable, StorageError
-from apel.db.settings import read_db_settings
+from apel.db.settings import DEFAULT_DB_CONFIG, read_db_settings
 from apel.services.unloader import (
     INTERVALS,
     LATEST,
@@ -35,7 +35,6 @@ from apel.services.unloader import (
 
 PROG = "apeldbunloader"
 DEFAULT_CONFIG = "/etc/apel/unloader.cfg"
-DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 SECTION = "unloader"
 
 log = logging.getLogger("apel.unloader")
@@ -48,10 +47,7 @@ def parse_args(argv: Optional[list[str]] = None):
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="print the records per site and month that would be sent; write nothing",
+        {"--dry-run": "print the records per site and month that would be sent; write nothing"},
     )
     return parser.parse_args(argv)
 

@@ -22,12 +22,11 @@ from acctbase.config import NEW_FILE, ConfigFile
 from acctbase.logs import setup_logging_or_console
 from acctbase.pidfile import PidFile
 from apel.db.backend import DatabaseUnavailable, StorageError
-from apel.db.settings import read_db_settings
+from apel.db.settings import DEFAULT_DB_CONFIG, read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
 
 PROG = "apelsummariser"
 DEFAULT_CONFIG = "/etc/apel/summariser.cfg"
-DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"
 DEFAULT_PIDFILE = "/var/run/apel/summariser.pid"
 SECTION = "summariser"
 
@@ -41,10 +40,7 @@ def parse_args(argv: Optional[list[str]] = None):
         f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
         DEFAULT_DB_CONFIG,
-    )
-    parser.add_argument(
-        "--full", action="store_true",
-        help="recompute every site-month instead of only what was loaded since the last run",
+        {"--full": "recompute every site-month instead of only what was loaded since the last run"},
     )
     return parser.parse_args(argv)
 

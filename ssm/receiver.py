@@ -225,8 +225,7 @@ class Receiver:
         self.tls = tls
         self.options = options
         self.allowed = allowed
-        self.incoming = incoming
-        self.reject = reject
+        self._stores = {"incoming": incoming, "reject": reject}  # by Decision.target
         from ssm.crypto import TrustStore
 
         self.trust = TrustStore(options.capath, options.check_crls)
@@ -299,7 +298,7 @@ class Receiver:
 
     def _store(self, todo: list[tuple[StompLink, dict, Decision]]) -> None:
         written: list[tuple[StompLink, dict]] = []
-        for target, store in (("incoming", self.incoming), ("reject", self.reject)):
+        for target, store in self._stores.items():
             group = [(link, headers, d) for link, headers, d in todo if d.target == target]
             if not group:
                 continue

@@ -1,7 +1,7 @@
 """Splitting an oversized APEL text message at record boundaries.
 
 Brokers and AMS limit message size, and the old SSM blocked its whole queue on a
-message it could not send (ssm.md §12.13). An APEL text message is a header line
+message it could not send. An APEL text message is a header line
 followed by records each ended by ``%%``; cutting between records and repeating the
 header gives several valid messages with the same records. This is pure text
 handling: the messenger still knows nothing of what a record contains.

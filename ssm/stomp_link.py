@@ -2,11 +2,12 @@
 
 * TLS with the host certificate as client certificate, and the broker's
   certificate checked against the CA directory (``capath``) *and* its host name
-  (spec §12 item 12); turning that off takes an explicit option.
+  (the existing SSM checked neither); turning that off takes an explicit option.
 * A bounded connect: stomp.py 9 hangs in ``connect(wait=True)`` when the broker
   drops a TLS 1.3 connection after the handshake (an untrusted client
   certificate), so we connect without waiting and give up after ``timeout``.
-* STOMP heart-beats, so a dead connection is noticed in seconds (spec §12 item 7).
+* STOMP heart-beats, so a dead connection is noticed in seconds (the
+  existing SSM pinged every ten minutes).
 * Callbacks never raise into stomp.py's receiver thread (an exception there used to
   lose messages or hang SSM).
 * ``batch()``: the frames a thread sends inside it (a window of messages, the acks
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import stomp
@@ -216,29 +218,23 @@ class _Listener(stomp.ConnectionListener):
             log.exception("Message handler failed; the message is not acknowledged")
 
 
+@dataclass(eq=False)
 class StompLink:
     """A STOMP 1.1 connection to ``broker``; ``connect`` returns once CONNECTED."""
 
-    def __init__(
-        self,
-        broker: Broker,
-        tls: Optional[TLSSettings],
-        heartbeats: tuple[int, int] = DEFAULT_HEARTBEATS,
-        on_message: Optional[Callable[[StompLink, dict, object], None]] = None,
-        on_receipt: Optional[Callable[[str], None]] = None,
-        on_lost: Optional[Callable[[StompLink, str], None]] = None,
-    ) -> None:
-        self.broker = broker
-        self.tls = tls
-        self.heartbeats = heartbeats
-        self.on_message = on_message
-        self.on_receipt = on_receipt
-        self.on_lost = on_lost
+    broker: Broker
+    tls: Optional[TLSSettings]
+    heartbeats: tuple[int, int] = DEFAULT_HEARTBEATS
+    on_message: Optional[Callable[[StompLink, dict, object], None]] = None
+    on_receipt: Optional[Callable[[str], None]] = None
+    on_lost: Optional[Callable[[StompLink, str], None]] = None
+    lost_reason: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
         self._connected = threading.Event()
         self._lost = threading.Event()
         self._closing = False
         self._error = ""
-        self.lost_reason = ""
         self._conn: Optional[stomp.Connection11] = None
 
     def __str__(self) -> str:

@@ -14,6 +14,7 @@ file has two failure modes, and each has a guard here:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -84,14 +85,12 @@ def count_current(path: str) -> Optional[int]:
 
 @dataclass
 class DNList:
-    """The merged list and how it was made, for the run's log line."""
+    """The merged list and how it was made, for the run's log line: ``counts`` has the DNs
+    kept from each source (``GOCDB``, ``extra-dns``) and those dropped as ``banned``,
+    ``invalid`` or ``duplicate``."""
 
     dns: list[str] = field(default_factory=list)
-    from_gocdb: int = 0
-    from_extra: int = 0
-    banned: int = 0
-    invalid: int = 0
-    duplicates: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 def build_list(gocdb_dns: list[str], extra_dns: list[str], banned_dns: list[str]) -> DNList:
@@ -107,25 +106,24 @@ def build_list(gocdb_dns: list[str], extra_dns: list[str], banned_dns: list[str]
     for source, dns in (("GOCDB", gocdb_dns), ("extra-dns", extra_dns)):
         for raw in dns:
             dn = raw.strip()
-            if dn in banned:
-                log.info("Banned DN from %s removed: %s", source, dn)
-                result.banned += 1
-                continue
-            problem = dn_problem(dn)
-            if problem is not None:
-                log.warning("Invalid DN from %s skipped (%s): %r", source, problem, dn)
-                result.invalid += 1
-                continue
-            if dn in seen:
-                result.duplicates += 1
-                continue
-            seen.add(dn)
-            result.dns.append(dn)
-            if source == "GOCDB":
-                result.from_gocdb += 1
-            else:
-                result.from_extra += 1
+            outcome = _outcome(dn, source, banned, seen)
+            result.counts[outcome] += 1
+            if outcome == source:
+                seen.add(dn)
+                result.dns.append(dn)
     return result
+
+
+def _outcome(dn: str, source: str, banned: set[str], seen: set[str]) -> str:
+    """``source`` if ``dn`` is kept, else why not (warned about if the DN is invalid)."""
+    if dn in banned:
+        log.info("Banned DN from %s removed: %s", source, dn)
+        return "banned"
+    problem = dn_problem(dn)
+    if problem is not None:
+        log.warning("Invalid DN from %s skipped (%s): %r", source, problem, dn)
+        return "invalid"
+    return "duplicate" if dn in seen else source
 
 
 def check_safe(new_count: int, current_count: Optional[int], max_shrink: float) -> None:

@@ -1,6 +1,7 @@
 """One ``apelauth`` run: fetch, merge, guard, write, or keep the current file and say why.
 
-Decision table (``server.md`` §3, with the defects of §11 k fixed):
+Decision table (retrieve_dns's, except that it never writes a list without the GOCDB
+DNs unasked, and a missing DN file is not a crash):
 
 * fetch complete, list passes the guards: the file is replaced;
 * fetch complete, list empty or shrunk by more than ``max_shrink``: the file is kept
@@ -102,7 +103,7 @@ def refresh_dn_file(settings: AuthSettings, force: bool = False, now: Optional[f
     merged = build_list(gocdb_dns, extra, banned)
     log.info(
         "DN list: %d from GOCDB, +%d from extra-dns, -%d banned, %d invalid skipped, %d duplicates dropped",
-        merged.from_gocdb, merged.from_extra, merged.banned, merged.invalid, merged.duplicates,
+        *(merged.counts[key] for key in ("GOCDB", "extra-dns", "banned", "invalid", "duplicate")),
     )
 
     try:

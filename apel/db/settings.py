@@ -6,6 +6,7 @@ from acctbase.config import ConfigFile
 from apel.db.backend import Backend, load_backend
 from apel.db.dialect import UnsupportedBackend
 
+DEFAULT_DB_CONFIG = "/etc/apel/db.cfg"  # the -d default of every program that uses the database
 DB_TYPES = ("cpu", "cloud")  # what the summariser summarises: job records or cloud records
 
 

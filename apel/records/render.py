@@ -21,26 +21,16 @@ from itertools import repeat
 from operator import attrgetter, floordiv, sub
 from typing import Any
 
+from apel.records import model
 from apel.records.definitions import DICT_FIELDS_BY_TYPE, FIELDS, RENDER_HEADERS
 from apel.records.fields import DATETIME, EPOCH, UTC
-from apel.records.model import (
-    CLOUD,
-    CLOUD_SUMMARY,
-    GROUP_ATTRIBUTE,
-    JOB,
-    NORMALISED_SUMMARY,
-    STORAGE,
-    SUMMARY,
-    SYNC,
-    Record,
-)
 
 WITHHELD = "withheld"
 # Only these types may have their user DNs withheld; the others' names for the error.
-_WITHHOLDABLE = frozenset((JOB, SYNC, CLOUD))
-_CLASS_NAMES = {SUMMARY: "SummaryRecord", NORMALISED_SUMMARY: "NormalisedSummaryRecord",
-                CLOUD_SUMMARY: "CloudSummaryRecord"}
-_SUMMARY_TYPES = frozenset((SUMMARY, NORMALISED_SUMMARY))
+_WITHHOLDABLE = frozenset((model.JOB, model.SYNC, model.CLOUD))
+_CLASS_NAMES = {model.SUMMARY: "SummaryRecord", model.NORMALISED_SUMMARY: "NormalisedSummaryRecord",
+                model.CLOUD_SUMMARY: "CloudSummaryRecord"}
+_SUMMARY_TYPES = frozenset((model.SUMMARY, model.NORMALISED_SUMMARY))
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 _TZINFO = attrgetter("tzinfo")
@@ -105,7 +95,7 @@ def _benchmark_type(level_type: Any) -> str:
     return "HEPSPEC" if level_type in (None, "", "None") else level_type
 
 
-def render_message(record_type: str, records: Iterable[Record], *, dict_benchmark: bool = False,
+def render_message(record_type: str, records: Iterable[model.Record], *, dict_benchmark: bool = False,
                    include_infrastructure_description: bool = False, withhold_dns: bool = False,
                    decimal_cpu_count: bool = False) -> str:
     """One APEL text message holding ``records``: header, ``Key: value`` lines, ``%%`` after each.
@@ -113,7 +103,7 @@ def render_message(record_type: str, records: Iterable[Record], *, dict_benchmar
     Raises ValueError for combinations the format cannot express (storage records,
     dict mode for sync/cloud types, withheld DNs in summaries).
     """
-    if record_type in (STORAGE, GROUP_ATTRIBUTE):
+    if record_type in (model.STORAGE, model.GROUP_ATTRIBUTE):
         raise ValueError("Cannot unload StorageRecords in APEL format")
     if record_type not in RENDER_HEADERS:
         raise ValueError(f"Unknown record type {record_type!r}")
@@ -149,7 +139,7 @@ def render_message(record_type: str, records: Iterable[Record], *, dict_benchmar
                          for value, level_type in zip(column, level_types)]
         elif withhold_dns and name == "GlobalUserName":
             column[:] = repeat(WITHHELD, len(column))
-        elif record_type == CLOUD and name == "CpuCount" and not decimal_cpu_count:
+        elif record_type == model.CLOUD and name == "CpuCount" and not decimal_cpu_count:
             column[:] = [None if value is None else _cpu_count(value) for value in column]
         if _holds_datetime(column, name in datetime_fields):
             column[:] = _epoch_column(column)

@@ -98,22 +98,21 @@ def _worker(
         os._exit(status if failure is None else EXIT_UNAVAILABLE)
 
 
+@dataclass(eq=False)
 class LoaderPool:
     """Start ``workers`` loader processes and supervise them until ``stop``."""
 
-    def __init__(
-        self, workers: int, make_loader: Callable[[], Loader], once: bool, stop: threading.Event,
-        reload_hook: dict,
-    ) -> None:
-        self.workers = workers
-        self.make_loader = make_loader
-        self.once = once
-        self.stop = stop
-        self.reload_hook = reload_hook
+    workers: int
+    make_loader: Callable[[], Loader]
+    once: bool
+    stop: threading.Event
+    reload_hook: dict
+    failure: Optional[str] = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
         self._context = multiprocessing.get_context("fork")
         self._running: dict[int, tuple[multiprocessing.process.BaseProcess,
                                        multiprocessing.connection.Connection]] = {}
-        self.failure: Optional[str] = None
 
     def _start_one(self) -> None:
         receive, send = self._context.Pipe(duplex=False)
