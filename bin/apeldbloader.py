@@ -32,23 +32,19 @@ MAX_WORKERS = 64
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    import apel
-    from acctbase.cli import make_parser
-    from apel.db.settings import DEFAULT_DB_CONFIG
+    from .db_program import parse_db_program_args
 
-    parser = make_parser(
+    return parse_db_program_args(
         PROG,
         "Load accounting messages from the incoming queue into the database.",
-        f"APEL {apel.__version__}",
         DEFAULT_CONFIG,
-        DEFAULT_DB_CONFIG,
         {
             "--foreground": "do not detach (for systemd); log to the configured places",
             "--once": "process what is queued, then exit "
             "(0: all loaded, 2: some rejected, 1: database unavailable)",
         },
+        argv,
     )
-    return parser.parse_args(argv)
 
 
 def read_loader_settings(config: ConfigFile) -> tuple[LoaderSettings, str]:

@@ -16,12 +16,11 @@ import logging
 import sys
 from typing import Optional
 
-import apel
-from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.cli import FatalError, run, warn_deprecated
 from acctbase.config import NEW_DIR, ConfigFile
 from acctbase.logs import setup_logging_or_console
 from apel.db.backend import DatabaseUnavailable, StorageError
-from apel.db.settings import DEFAULT_DB_CONFIG, read_db_settings
+from apel.db.settings import read_db_settings
 from apel.services.unloader import (
     INTERVALS,
     LATEST,
@@ -33,23 +32,15 @@ from apel.services.unloader import (
     records_per_message,
 )
 
+from .db_program import parse_db_program_args
+
 PROG = "apeldbunloader"
+DESCRIPTION = "Unload accounting records from a database view into the outgoing message queue."
+SWITCHES = {"--dry-run": "print the records per site and month that would be sent; write nothing"}
 DEFAULT_CONFIG = "/etc/apel/unloader.cfg"
 SECTION = "unloader"
 
 log = logging.getLogger("apel.unloader")
-
-
-def parse_args(argv: Optional[list[str]] = None):
-    parser = make_parser(
-        PROG,
-        "Unload accounting records from a database view into the outgoing message queue.",
-        f"APEL {apel.__version__}",
-        DEFAULT_CONFIG,
-        DEFAULT_DB_CONFIG,
-        {"--dry-run": "print the records per site and month that would be sent; write nothing"},
-    )
-    return parser.parse_args(argv)
 
 
 def _date(config: ConfigFile, option: str) -> Optional[dt.date]:
@@ -85,10 +76,8 @@ def read_unloader_settings(config: ConfigFile) -> UnloaderSettings:
     )
 
 
-
-
 def _main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
+    args = parse_db_program_args(PROG, DESCRIPTION, DEFAULT_CONFIG, SWITCHES, argv)
     config = ConfigFile(args.config)
     db_config = ConfigFile(args.db)
     setup_logging_or_console(config)

@@ -16,33 +16,24 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import apel
-from acctbase.cli import FatalError, make_parser, run, warn_deprecated
+from acctbase.cli import FatalError, run, warn_deprecated
 from acctbase.config import NEW_FILE, ConfigFile
 from acctbase.logs import setup_logging_or_console
 from acctbase.pidfile import PidFile
 from apel.db.backend import DatabaseUnavailable, StorageError
-from apel.db.settings import DEFAULT_DB_CONFIG, read_db_settings
+from apel.db.settings import read_db_settings
 from apel.services.summariser import TYPES, Summariser, SummariserSettings
 
+from .db_program import parse_db_program_args
+
 PROG = "apelsummariser"
+DESCRIPTION = "Summarise job records into HybridSuperSummaries, or cloud records into CloudSummaries."
+SWITCHES = {"--full": "recompute every site-month instead of only what was loaded since the last run"}
 DEFAULT_CONFIG = "/etc/apel/summariser.cfg"
 DEFAULT_PIDFILE = "/var/run/apel/summariser.pid"
 SECTION = "summariser"
 
 log = logging.getLogger("apel.summariser")
-
-
-def parse_args(argv: Optional[list[str]] = None):
-    parser = make_parser(
-        PROG,
-        "Summarise job records into HybridSuperSummaries, or cloud records into CloudSummaries.",
-        f"APEL {apel.__version__}",
-        DEFAULT_CONFIG,
-        DEFAULT_DB_CONFIG,
-        {"--full": "recompute every site-month instead of only what was loaded since the last run"},
-    )
-    return parser.parse_args(argv)
 
 
 def read_summariser_settings(
@@ -63,10 +54,8 @@ def read_summariser_settings(
     return settings, pidfile
 
 
-
-
 def _main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
+    args = parse_db_program_args(PROG, DESCRIPTION, DEFAULT_CONFIG, SWITCHES, argv)
     config = ConfigFile(args.config)
     db_config = ConfigFile(args.db)
     backend_class, db_settings = read_db_settings(db_config)
