@@ -271,7 +271,8 @@ class DurableQueue:
         return result
 
     def count(self) -> int:
-        return self._queue.count()
+        """Complete elements only (dirq's own count includes those still being written)."""
+        return len(self.names())
 
 
 def open_incoming(base: str) -> DurableQueue:

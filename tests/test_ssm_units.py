@@ -23,6 +23,7 @@ from ssm.dirqueue import (
     open_incoming,
     open_outgoing,
     open_reject,
+    read_all,
 )
 from ssm.receiver import ReceiverOptions, clip_values, handle_message
 from ssm.sign_ahead import sign_message
@@ -336,3 +337,14 @@ def test_copies_starting_together_over_a_stale_pidfile_give_exactly_one_winner(t
         outcomes = [results.get(timeout=5) for _ in copies]
         assert outcomes.count(True) == 1, outcomes
         assert not os.path.exists(path)
+
+
+def test_queue_count_leaves_out_an_element_still_being_written(tmp_path):
+    """dirq writes an element under temporary/ and renames it into place; its own count
+    includes the unfinished one, so a reader that waited for N elements read N-1."""
+    queue = open_incoming(str(tmp_path))
+    queue.add_many([{"body": "APEL-summary-job-message: v0.2\n", "signer": "/CN=a", "empaid": "x"}])
+    (tmp_path / "incoming" / "temporary" / "6b12f89bc8ec77").mkdir(parents=True)
+    assert Queue(str(tmp_path / "incoming"), schema=INCOMING_SCHEMA).count() == 2  # dirq's own count
+    assert queue.count() == 1
+    assert len(read_all(queue)) == 1
