@@ -177,10 +177,10 @@ class Dialect(abc.ABC):
         """Delete the rows of ``table`` (as ``alias``) that join a row of ``driver`` (a
         table and its alias) on ``condition``, ``driver`` driving the join."""
 
+    @abc.abstractmethod
     def column_type(self, column: Column) -> str:
         """The SQL type the engine's schema declares for ``column`` (what the schema
         check compares with the live database)."""
-        raise NotImplementedError(f"the {self.name or type(self).__name__} dialect names no column types")
 
     @abc.abstractmethod
     def create_temporary_table(

@@ -8,6 +8,7 @@ as one element tree.
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -148,7 +149,7 @@ def typed_value(index: Union[int, str], name: str, text: str, parse: Callable[[s
         raise InvalidMessage(f"record {index}: field {name}: {exc}") from None
 
 
-class RecordReader:
+class RecordReader(abc.ABC):
     """The records of a CAR or StAR document, built one record element at a time as each closes.
 
     The first invalid record's reason is kept and raised by :meth:`refuse_if_invalid`,
@@ -177,8 +178,9 @@ class RecordReader:
             self.error = exc
             self._drop()  # the message is refused: no need to hold what it had
 
+    @abc.abstractmethod
     def _read(self, element: Element) -> None:
-        raise NotImplementedError
+        """Turn one record element into a record (a subclass per format)."""
 
     def _drop(self) -> None:
         self.records = []
